@@ -1,0 +1,1 @@
+"""Baton handoff: reps, routing, assignments, SLA clocks and the sales API."""

@@ -1,0 +1,128 @@
+"""/v1/assignments: what sales tools pull and update."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
+
+from baton.auth import Principal
+from baton.errors import BatonError, Forbidden, NotFound
+from baton.events import RoutingAttributes, utcnow
+from baton.web import Page, SessionDep, require_scope
+from baton_handoff.models import Assignment
+from baton_handoff.schemas import AssignmentEventIn, AssignmentOut, DecisionOut
+from baton_handoff.service import record_status
+
+router = APIRouter(prefix="/v1/assignments", tags=["assignments"])
+
+ReaderDep = Annotated[Principal, Depends(require_scope("assignments:read"))]
+WriterDep = Annotated[Principal, Depends(require_scope("assignments:write"))]
+
+
+def _out(assignment: Assignment) -> AssignmentOut:
+    return AssignmentOut(
+        assignment_id=assignment.id,
+        lead_id=assignment.lead_id,
+        rep_id=assignment.rep_id,
+        team=assignment.team,
+        rule=assignment.rule,
+        attempt=assignment.attempt,
+        status=assignment.status,
+        reason=assignment.reason,
+        amount=assignment.amount,
+        lead=RoutingAttributes.model_validate(assignment.lead),
+        accept_due_at=assignment.accept_due_at,
+        touch_due_at=assignment.touch_due_at,
+        created_at=assignment.created_at,
+        updated_at=assignment.updated_at,
+    )
+
+
+def _visible_to(principal: Principal, assignment: Assignment) -> bool:
+    if principal.rep_id is not None:
+        return assignment.rep_id == principal.rep_id
+    if principal.team is not None:
+        return assignment.team == principal.team
+    return True
+
+
+async def _assignment_for(session: SessionDep, principal: Principal, assignment_id: str) -> Assignment:
+    assignment = await session.scalar(select(Assignment).where(Assignment.id == assignment_id))
+    if assignment is None or not _visible_to(principal, assignment):
+        raise NotFound(f"no assignment {assignment_id}")
+    return assignment
+
+
+class _BadCursor(BatonError):
+    status = 400
+    title = "Bad cursor"
+
+
+@router.get("")
+async def list_assignments(
+    session: SessionDep,
+    principal: ReaderDep,
+    rep_id: str | None = None,
+    status: str | None = None,
+    updated_since: datetime | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Page[AssignmentOut]:
+    """Assignments, oldest first; a rep token sees only its own, a team token its team's."""
+    if principal.rep_id is not None:
+        if rep_id is not None and rep_id != principal.rep_id:
+            raise Forbidden("a rep token can only list its own assignments")
+        rep_id = principal.rep_id
+    query = select(Assignment).order_by(Assignment.seq).limit(limit + 1)
+    if principal.team is not None:
+        query = query.where(Assignment.team == principal.team)
+    if rep_id is not None:
+        query = query.where(Assignment.rep_id == rep_id)
+    if status is not None:
+        query = query.where(Assignment.status == status)
+    if updated_since is not None:
+        query = query.where(Assignment.updated_at >= updated_since)
+    if cursor:
+        if not cursor.isdigit():
+            raise _BadCursor("cursor must be a value from next_cursor")
+        query = query.where(Assignment.seq > int(cursor))
+    rows = list((await session.scalars(query)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(items=[_out(a) for a in rows], next_cursor=str(rows[-1].seq) if more else None)
+
+
+@router.get("/{assignment_id}")
+async def get_assignment(assignment_id: str, session: SessionDep, principal: ReaderDep) -> AssignmentOut:
+    """One assignment."""
+    return _out(await _assignment_for(session, principal, assignment_id))
+
+
+@router.get("/{assignment_id}/decision")
+async def get_decision(assignment_id: str, session: SessionDep, principal: ReaderDep) -> DecisionOut:
+    """Why this assignment went to its rep: the rule, the candidates, who was skipped and why."""
+    assignment = await _assignment_for(session, principal, assignment_id)
+    return DecisionOut(assignment_id=assignment.id, **assignment.decision)
+
+
+@router.post("/{assignment_id}/events")
+async def post_assignment_event(
+    assignment_id: str, body: AssignmentEventIn, session: SessionDep, principal: WriterDep
+) -> AssignmentOut:
+    """Records accept / reject / contact / qualify / win / lose; illegal transitions answer 409."""
+    async with session.begin():
+        assignment = await _assignment_for(session, principal, assignment_id)
+        now = utcnow()
+        await record_status(
+            session,
+            assignment=assignment,
+            status=body.type,
+            reason=body.reason,
+            amount=body.amount,
+            occurred_at=body.occurred_at or now,
+            now=now,
+        )
+    return _out(assignment)

@@ -1,0 +1,1 @@
+"""Baton lead-ingest: webhook and API intake, validation, dedupe."""

@@ -1,0 +1,1 @@
+"""Baton metrics: running KPI totals shared by marketing and sales."""

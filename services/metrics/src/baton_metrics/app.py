@@ -1,0 +1,30 @@
+"""metrics' app factory: ``uvicorn --factory baton_metrics.app:create_app``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from baton.logs import configure_logging
+from baton.runtime import ServiceRuntime, ServiceSpec
+from baton.web import create_service_app
+from baton_metrics.api import kpis
+from baton_metrics.consumers import HANDLERS
+from baton_metrics.settings import MetricsSettings
+
+SPEC = ServiceSpec(
+    name="metrics",
+    database="baton_metrics",
+    migrations="baton_metrics:migrations",
+    consumers={"metrics": HANDLERS},
+)
+
+
+def create_app(settings: MetricsSettings | None = None) -> FastAPI:
+    """Builds the metrics app."""
+    settings = settings or MetricsSettings()
+    configure_logging(SPEC.name, settings.log_level)
+    return create_service_app(
+        ServiceRuntime(SPEC, settings),
+        [kpis.router],
+        description="Running KPI totals for marketing and sales, exactly once per event.",
+    )

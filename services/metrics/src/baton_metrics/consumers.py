@@ -1,0 +1,100 @@
+"""metrics' event handlers: every event counted once, by day × source × campaign × team × rep."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from baton.consumer import EventHandler
+from baton.events import CloudEvent, LeadAssigned, LeadQualified, LeadReceived, LeadStatusChanged
+from baton_metrics.models import KpiCounter, LeadOrigin
+
+UNKNOWN = ""
+
+
+async def count(
+    session: AsyncSession,
+    *,
+    kpi: str,
+    at: datetime,
+    lead_id: str,
+    team: str | None = None,
+    rep_id: str | None = None,
+    amount: Decimal | None = None,
+) -> None:
+    """Adds one to a KPI's running total (and ``amount`` to its sum), in the event's transaction."""
+    origin = await session.get(LeadOrigin, lead_id)
+    values = {
+        "day": at.date(),
+        "source": origin.source if origin else UNKNOWN,
+        "campaign": origin.campaign if origin else UNKNOWN,
+        "team": team or UNKNOWN,
+        "rep_id": rep_id or UNKNOWN,
+        "kpi": kpi,
+        "count": 1,
+        "amount": amount or Decimal(0),
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(KpiCounter).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["day", "source", "campaign", "team", "rep_id", "kpi"],
+        set_={"count": KpiCounter.count + 1, "amount": KpiCounter.amount + values["amount"]},
+    )
+    await session.execute(statement)
+
+
+async def on_lead_received(event: CloudEvent, session: AsyncSession) -> None:
+    """Counts a received lead and remembers its source and campaign."""
+    data = event.payload()
+    assert isinstance(data, LeadReceived)
+    session.add(
+        LeadOrigin(
+            lead_id=data.lead_id,
+            source=data.source or UNKNOWN,
+            campaign=data.campaign or UNKNOWN,
+            received_at=data.received_at,
+        )
+    )
+    await session.flush()
+    await count(session, kpi="received", at=data.received_at, lead_id=data.lead_id)
+
+
+async def on_lead_qualified(event: CloudEvent, session: AsyncSession) -> None:
+    """Counts an MQL."""
+    data = event.payload()
+    assert isinstance(data, LeadQualified)
+    await count(session, kpi="mql", at=event.time, lead_id=data.lead_id)
+
+
+async def on_lead_assigned(event: CloudEvent, session: AsyncSession) -> None:
+    """Counts an assignment for its team and rep."""
+    data = event.payload()
+    assert isinstance(data, LeadAssigned)
+    await count(session, kpi="assigned", at=event.time, lead_id=data.lead_id, team=data.team, rep_id=data.rep_id)
+
+
+async def on_status_changed(event: CloudEvent, session: AsyncSession) -> None:
+    """Counts accepted, rejected, contacted, qualified, won (with amount) and lost."""
+    data = event.payload()
+    assert isinstance(data, LeadStatusChanged)
+    await count(
+        session,
+        kpi=data.status,
+        at=data.occurred_at,
+        lead_id=data.lead_id,
+        team=data.team,
+        rep_id=data.rep_id,
+        amount=data.amount if data.status == "won" else None,
+    )
+
+
+HANDLERS: dict[str, EventHandler] = {
+    LeadReceived.event_type: on_lead_received,
+    LeadQualified.event_type: on_lead_qualified,
+    LeadAssigned.event_type: on_lead_assigned,
+    LeadStatusChanged.event_type: on_status_changed,
+}

@@ -1,0 +1,1 @@
+"""Baton scoring: fit grade, engagement score and the MQL decision."""

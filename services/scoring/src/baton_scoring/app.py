@@ -1,0 +1,30 @@
+"""scoring's app factory: ``uvicorn --factory baton_scoring.app:create_app``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from baton.logs import configure_logging
+from baton.runtime import ServiceRuntime, ServiceSpec
+from baton.web import create_service_app
+from baton_scoring.api import scores
+from baton_scoring.consumers import HANDLERS
+from baton_scoring.settings import ScoringSettings
+
+SPEC = ServiceSpec(
+    name="scoring",
+    database="baton_scoring",
+    migrations="baton_scoring:migrations",
+    consumers={"scoring": HANDLERS},
+)
+
+
+def create_app(settings: ScoringSettings | None = None) -> FastAPI:
+    """Builds the scoring app."""
+    settings = settings or ScoringSettings()
+    configure_logging(SPEC.name, settings.log_level)
+    return create_service_app(
+        ServiceRuntime(SPEC, settings),
+        [scores.router],
+        description="Scores leads with a versioned model and decides which become MQLs.",
+    )

@@ -1,0 +1,136 @@
+"""scoring's event handlers: score what lead-ingest sends, publish lead.scored and lead.qualified."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from baton.events import (
+    Activity,
+    CloudEvent,
+    LeadActivity,
+    LeadQualified,
+    LeadReceived,
+    LeadScored,
+    LeadUpdated,
+    RoutingAttributes,
+    utcnow,
+)
+from baton.outbox import add_event
+from baton_scoring.domain import EngagementEvent, LeadFacts, ScoringModel, qualification_reason, score_lead
+from baton_scoring.models import LeadScore, ModelVersion, ScoreHistory
+
+SOURCE = "/baton/scoring"
+_ROUTING_FIELDS = tuple(RoutingAttributes.model_fields)
+
+
+async def current_model(session: AsyncSession) -> tuple[int, ScoringModel]:
+    """Returns the newest model version and its definition."""
+    newest = await session.scalar(select(ModelVersion).order_by(ModelVersion.version.desc()).limit(1))
+    if newest is None:
+        raise RuntimeError("no scoring model: migrations seed version 1")
+    return newest.version, ScoringModel.model_validate(newest.definition)
+
+
+def _facts(attributes: dict[str, Any]) -> LeadFacts:
+    email = attributes.get("email") or ""
+    return LeadFacts(
+        title=attributes.get("title"),
+        company_size=attributes.get("company_size"),
+        industry=attributes.get("industry"),
+        country=attributes.get("country"),
+        email_domain=email.rpartition("@")[2].lower() or None,
+    )
+
+
+def _activity_rows(activities: list[Activity], default_time: datetime) -> list[dict[str, Any]]:
+    return [{"type": a.type, "occurred_at": (a.occurred_at or default_time).isoformat()} for a in activities]
+
+
+async def rescore(session: AsyncSession, lead: LeadScore, *, now: datetime) -> None:
+    """Scores a lead under the current model, keeps the history and publishes the outcome."""
+    version, model = await current_model(session)
+    session.add(lead)
+    activities = [EngagementEvent(a["type"], datetime.fromisoformat(a["occurred_at"])) for a in lead.activities]
+    score = score_lead(model, _facts(lead.attributes), activities, now=now)
+    lead.score, lead.fit_grade, lead.engagement = score.score, score.fit_grade, score.engagement
+    lead.breakdown = [line.model_dump() for line in score.breakdown]
+    lead.model_version, lead.scored_at = version, now
+    session.add(
+        ScoreHistory(
+            lead_id=lead.lead_id, score=score.score, fit_grade=score.fit_grade, model_version=version, scored_at=now
+        )
+    )
+    add_event(
+        session,
+        LeadScored(
+            lead_id=lead.lead_id,
+            score=score.score,
+            fit_grade=score.fit_grade,
+            engagement=score.engagement,
+            breakdown=score.breakdown,
+            model_version=version,
+        ),
+        source=SOURCE,
+    )
+    reason = qualification_reason(model, score)
+    if reason is not None and lead.status != "mql":
+        lead.status, lead.qualified_at = "mql", now
+        add_event(
+            session,
+            LeadQualified(
+                lead_id=lead.lead_id,
+                score=score.score,
+                fit_grade=score.fit_grade,
+                reason=reason,
+                lead=RoutingAttributes(**{k: lead.attributes.get(k) for k in _ROUTING_FIELDS}),
+            ),
+            source=SOURCE,
+        )
+
+
+async def on_lead_received(event: CloudEvent, session: AsyncSession) -> None:
+    """Scores a new lead."""
+    data = event.payload()
+    assert isinstance(data, LeadReceived)
+    attributes = data.model_dump(mode="json", include={"email", *_ROUTING_FIELDS})
+    lead = LeadScore(
+        lead_id=data.lead_id,
+        attributes=attributes,
+        activities=_activity_rows(data.activities, data.received_at),
+        status="nurture",
+    )
+    await rescore(session, lead, now=utcnow())
+
+
+async def on_lead_updated(event: CloudEvent, session: AsyncSession) -> None:
+    """Rescores a lead a duplicate post changed."""
+    data = event.payload()
+    assert isinstance(data, LeadUpdated)
+    lead = await session.get(LeadScore, data.lead_id)
+    if lead is None:
+        raise LookupError(f"lead {data.lead_id} was updated before it was received")
+    lead.attributes = {**lead.attributes, **{k: v for k, v in data.changed.items() if k in _ROUTING_FIELDS}}
+    lead.activities = [*lead.activities, *_activity_rows(data.activities, data.updated_at)]
+    await rescore(session, lead, now=utcnow())
+
+
+async def on_lead_activity(event: CloudEvent, session: AsyncSession) -> None:
+    """Rescores a lead that engaged again."""
+    data = event.payload()
+    assert isinstance(data, LeadActivity)
+    lead = await session.get(LeadScore, data.lead_id)
+    if lead is None:
+        raise LookupError(f"activity for lead {data.lead_id} arrived before the lead")
+    lead.activities = [*lead.activities, {"type": data.activity_type, "occurred_at": data.occurred_at.isoformat()}]
+    await rescore(session, lead, now=utcnow())
+
+
+HANDLERS = {
+    LeadReceived.event_type: on_lead_received,
+    LeadUpdated.event_type: on_lead_updated,
+    LeadActivity.event_type: on_lead_activity,
+}

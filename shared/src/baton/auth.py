@@ -1,0 +1,111 @@
+"""Bearer tokens: signed JWTs that carry scopes and, for sales users, a rep or team."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import jwt
+
+from baton.events import new_id, utcnow
+
+SCOPES = ("admin", "leads:write", "assignments:read", "assignments:write", "metrics:read")
+ALGORITHM = "HS256"
+ISSUER = "baton"
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, expired or not signed by us."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling and what they may do."""
+
+    subject: str
+    scopes: frozenset[str]
+    rep_id: str | None = None
+    team: str | None = None
+
+    def allows(self, scope: str) -> bool:
+        """Tells whether the token grants a scope; ``admin`` grants every scope.
+
+        Args:
+            scope: One of ``SCOPES``.
+
+        Returns:
+            True when allowed.
+        """
+        return "admin" in self.scopes or scope in self.scopes
+
+
+def issue_token(
+    secret: str,
+    *,
+    scopes: list[str] | tuple[str, ...],
+    rep_id: str | None = None,
+    team: str | None = None,
+    subject: str | None = None,
+    ttl: timedelta = timedelta(days=30),
+) -> str:
+    """Mints a signed token.
+
+    Args:
+        secret: The HMAC key the services verify with.
+        scopes: Scopes from ``SCOPES``.
+        rep_id: Limits the token to one rep's leads.
+        team: Limits the token to one team's leads.
+        subject: Who the token is for; a rep id, a team or a random id by default.
+        ttl: How long the token is valid.
+
+    Returns:
+        The encoded JWT.
+
+    Raises:
+        ValueError: An unknown scope, or no scope at all.
+    """
+    unknown = set(scopes) - set(SCOPES)
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(scopes) or 'none'}")
+    now = utcnow()
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": subject or rep_id or team or new_id(),
+        "iat": now,
+        "exp": now + ttl,
+        "scope": " ".join(dict.fromkeys(scopes)),
+    }
+    if rep_id:
+        claims["rep_id"] = rep_id
+    if team:
+        claims["team"] = team
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_token(secret: str, token: str) -> Principal:
+    """Checks a token's signature, issuer and expiry.
+
+    Args:
+        secret: The HMAC key.
+        token: The encoded JWT.
+
+    Returns:
+        The caller.
+
+    Raises:
+        InvalidToken: The token cannot be trusted.
+    """
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER, options={"require": ["exp", "sub"]})
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(str(exc)) from None
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise InvalidToken("scope claim must be a string")
+    return Principal(
+        subject=str(claims["sub"]),
+        scopes=frozenset(scope.split()),
+        rep_id=claims.get("rep_id"),
+        team=claims.get("team"),
+    )

@@ -1,0 +1,102 @@
+"""One small bus interface with two transports: Apache Kafka and the embedded durable log in SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from baton.events import CloudEvent, to_binary
+
+if TYPE_CHECKING:
+    from baton.settings import Settings
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message on a topic: key, headers and body, plus where it sits in the log."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int = 0
+    offset: int = -1
+
+    @classmethod
+    def from_event(cls, event: CloudEvent, *, topic: str | None = None) -> Record:
+        """Encodes an event in CloudEvents binary mode, keyed by lead id.
+
+        Args:
+            event: The envelope.
+            topic: Overrides the event's own topic.
+
+        Returns:
+            A record ready to publish.
+        """
+        key, headers, value = to_binary(event)
+        return cls(topic=topic or event.topic, key=key, value=value, headers=tuple(headers))
+
+    def header(self, name: str) -> str | None:
+        """Returns a header decoded as UTF-8, or None.
+
+        Args:
+            name: Header name.
+
+        Returns:
+            The header's value.
+        """
+        for header_name, raw in self.headers:
+            if header_name == name:
+                return raw.decode(errors="replace")
+        return None
+
+
+RecordHandler = Callable[[Record], Awaitable[None]]
+
+
+class ReplicaRefused(RuntimeError):
+    """A second replica of a consumer group tried to run on the embedded log."""
+
+
+@runtime_checkable
+class Bus(Protocol):
+    """What services need from an event transport.
+
+    ``publish`` returns only once every record is durably stored, in order. ``consume`` runs until
+    cancelled, calling the handler for each record in key order and committing the group's
+    position only after the handler returns; a handler that raises is called again for the same
+    record after a pause.
+    """
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, records: Sequence[Record]) -> None: ...
+
+    async def consume(self, group: str, topics: Sequence[str], handler: RecordHandler) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+
+def make_bus(settings: Settings) -> Bus:
+    """Builds the transport the settings choose.
+
+    Args:
+        settings: Service settings; ``bus`` picks the transport.
+
+    Returns:
+        A Kafka bus or an embedded-log bus, not yet started.
+    """
+    if settings.bus == "kafka":
+        from baton.bus.kafka import KafkaBus
+
+        return KafkaBus(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            partitions=settings.kafka_partitions,
+            replication_factor=settings.kafka_replication_factor,
+        )
+    from baton.bus.embedded import EmbeddedLog
+
+    return EmbeddedLog(settings.data_dir / "bus.db")

@@ -1,0 +1,169 @@
+"""The Kafka transport: idempotent producer with acks=all, manual commits after the handler returns."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from baton.bus import Record, RecordHandler
+from baton.events import TOPICS, dlq_topic
+
+logger = logging.getLogger(__name__)
+
+RETRY_PAUSE_SECONDS = 1.0
+
+
+class KafkaBus:
+    """Apache Kafka through aiokafka; Baton's topics are created on start when missing."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        partitions: int = 3,
+        replication_factor: int = 1,
+        client_id: str = "baton",
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.partitions = partitions
+        self.replication_factor = replication_factor
+        self.client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.ensure_topics([*TOPICS, *(dlq_topic(t) for t in TOPICS)])
+        await self._producer_or_new()
+
+    async def stop(self) -> None:
+        async with self._producer_lock:
+            if self._producer is not None:
+                await self._producer.stop()
+                self._producer = None
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Creates the topics that do not exist yet.
+
+        Args:
+            topics: Topic names.
+        """
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t for t in topics if t not in existing]
+            if missing:
+                try:
+                    await admin.create_topics([NewTopic(t, self.partitions, self.replication_factor) for t in missing])
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            await admin.close()
+
+    async def _producer_or_new(self) -> AIOKafkaProducer:
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    client_id=self.client_id,
+                    acks="all",
+                    enable_idempotence=True,
+                    linger_ms=2,
+                )
+                await producer.start()
+                self._producer = producer
+            return self._producer
+
+    async def _discard_producer(self) -> None:
+        async with self._producer_lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception:
+                logger.warning("closing a failed producer raised", exc_info=True)
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        producer = await self._producer_or_new()
+        try:
+            futures = [
+                await producer.send(r.topic, value=r.value, key=r.key.encode(), headers=list(r.headers))
+                for r in records
+            ]
+            await asyncio.gather(*futures)
+        except KafkaError:
+            # The outcome of the in-flight sends is unknown: a fresh producer (new idempotence
+            # session) lets the caller retry cleanly, and consumers' inboxes absorb any duplicate.
+            await self._discard_producer()
+            raise
+
+    async def ping(self) -> bool:
+        try:
+            producer = await self._producer_or_new()
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=3)
+        except Exception:
+            logger.warning("kafka unreachable", exc_info=True)
+            return False
+        return True
+
+    async def consume(self, group: str, topics: Sequence[str], handler: RecordHandler) -> None:
+        consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            metadata_max_age_ms=10_000,
+        )
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=200)
+                for partition, messages in batches.items():
+                    await self._handle_partition(consumer, partition, messages, handler, group)
+        finally:
+            await consumer.stop()
+
+    async def _handle_partition(
+        self,
+        consumer: AIOKafkaConsumer,
+        partition: TopicPartition,
+        messages: list[ConsumerRecord[bytes, bytes]],
+        handler: RecordHandler,
+        group: str,
+    ) -> None:
+        for message in messages:
+            record = Record(
+                topic=message.topic,
+                key=(message.key or b"").decode(),
+                value=message.value or b"",
+                headers=tuple(message.headers),
+                partition=message.partition,
+                offset=message.offset,
+            )
+            try:
+                await handler(record)
+            except Exception:
+                logger.exception(
+                    "handler failed; the record will be read again",
+                    extra={"group": group, "topic": record.topic, "offset": record.offset},
+                )
+                consumer.seek(partition, message.offset)
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                return
+            try:
+                await consumer.commit({partition: message.offset + 1})
+            except KafkaError:
+                # The group rebalanced; the new owner reads from the last commit and the inbox
+                # makes the repeat harmless.
+                logger.warning("offset commit failed", exc_info=True, extra={"group": group})
+                return

@@ -1,0 +1,224 @@
+"""The ``baton`` command: run the system, stream a demo through it, mint tokens, replay nothing by hand."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+
+from baton.auth import SCOPES, issue_token
+from baton.settings import Settings
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    """How ``baton run`` starts one service."""
+
+    name: str
+    factory: str
+    offset: int
+
+
+SERVICES = (
+    ServiceProcess("lead-ingest", "baton_lead_ingest.app:create_app", 0),
+    ServiceProcess("scoring", "baton_scoring.app:create_app", 1),
+    ServiceProcess("handoff", "baton_handoff.app:create_app", 2),
+    ServiceProcess("metrics", "baton_metrics.app:create_app", 3),
+)
+DEFAULT_BASE_PORT = 8001
+READY_TIMEOUT_SECONDS = 90.0
+
+
+def _wait_ready(urls: dict[str, str], processes: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = dict(urls)
+    with httpx.Client(timeout=2) as client:
+        while pending:
+            for name, url in list(pending.items()):
+                if processes[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {processes[name].returncode} while starting")
+                try:
+                    if client.get(f"{url}/readyz").status_code == 200:
+                        del pending[name]
+                except httpx.HTTPError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not ready after {timeout:.0f} s: {', '.join(pending)}")
+            time.sleep(0.2)
+
+
+def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Starts the four services as four processes and keeps them up until Ctrl-C."""
+    settings = Settings()
+    settings.signing_secret()  # one secret for all four, created before any starts
+    host = args.host or settings.host
+    urls: dict[str, str] = {}
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    started = time.monotonic()
+    try:
+        for service in SERVICES:
+            port = args.base_port + service.offset
+            urls[service.name] = f"http://{host}:{port}"
+            env = {**os.environ, "BATON_PORT": str(port), "BATON_HOST": host}
+            processes[service.name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    service.factory,
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--no-access-log" if args.quiet else "--access-log",
+                ],
+                env=env,
+            )
+        _wait_ready(urls, processes, READY_TIMEOUT_SECONDS)
+        print(f"\nBaton is up in {time.monotonic() - started:.1f} s on the {settings.bus} bus:", flush=True)
+        for name, url in urls.items():
+            print(f"  {name:<12} {url}   (API docs: {url}/docs)", flush=True)
+        print("Mint a token with `baton token issue --scope admin`; stream sample leads with `baton demo`.")
+        print("Press Ctrl-C to stop.", flush=True)
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    print(f"{name} exited with code {process.returncode}; stopping", file=sys.stderr)
+                    return 1
+            time.sleep(0.2)
+        return 0
+    except RuntimeError as exc:
+        print(f"baton run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        _stop(processes)
+
+
+def token_issue(args: argparse.Namespace) -> int:
+    """Prints a signed token for the scopes, rep and team given."""
+    scopes = [s for value in args.scope for s in value.replace(",", " ").split()]
+    try:
+        token = issue_token(
+            Settings().signing_secret(),
+            scopes=scopes,
+            rep_id=args.rep,
+            team=args.team,
+            ttl=timedelta(days=args.ttl_days),
+        )
+    except ValueError as exc:
+        print(f"baton token issue: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+_FIRST = ("Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Radia", "Tim")
+_LAST = ("Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Perlman", "Lee")
+_TITLES = ("CEO", "VP Marketing", "Director of Sales", "Engineer", "Analyst", "Head of Growth", "Intern")
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Seeds a few reps and streams sample leads through a running system."""
+    secret = Settings().signing_secret()
+    admin = {"Authorization": f"Bearer {issue_token(secret, scopes=['admin'])}"}
+    rng = random.Random(args.seed)
+    with httpx.Client(timeout=10) as client:
+        for rep_id, name, team in (("rep-ana", "Ana", "emea"), ("rep-bo", "Bo", "amer"), ("rep-cy", "Cy", "amer")):
+            response = client.post(
+                f"{args.handoff_url}/v1/reps", json={"rep_id": rep_id, "name": name, "team": team}, headers=admin
+            )
+            if response.status_code not in (201, 409):
+                print(f"could not create rep {rep_id}: {response.status_code} {response.text}", file=sys.stderr)
+                return 1
+        for i in range(args.leads):
+            first, last = rng.choice(_FIRST), rng.choice(_LAST)
+            lead = {
+                "email": f"{first}.{last}.{i}.{rng.randrange(10**6)}@example.com".lower(),
+                "first_name": first,
+                "last_name": last,
+                "company": f"{last} Labs",
+                "title": rng.choice(_TITLES),
+                "company_size": rng.choice((10, 120, 450, 2500)),
+                "source": rng.choice(("website", "webinar", "paid-search")),
+                "campaign": rng.choice(("spring-launch", "retargeting")),
+                "activities": [{"type": "demo_request"}] if rng.random() < 0.3 else [],
+            }
+            response = client.post(f"{args.ingest_url}/v1/leads", json=lead, headers=admin)
+            print(f"{response.status_code} {lead['title']:<18} {response.json().get('lead_id', response.text)}")
+        print(
+            f"\nPosted {args.leads} leads. Assignments: {args.handoff_url}/v1/assignments  KPIs: {args.metrics_url}/v1/kpis"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``baton`` command line."""
+    parser = argparse.ArgumentParser(prog="baton", description="Baton: lead handoff from marketing to sales.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run_parser = commands.add_parser("run", help="start all four services (embedded default unless BATON_BUS=kafka)")
+    run_parser.add_argument("--host", default=None, help="bind address (default BATON_HOST or 127.0.0.1)")
+    run_parser.add_argument(
+        "--base-port", type=int, default=DEFAULT_BASE_PORT, help="lead-ingest's port; the others follow"
+    )
+    run_parser.add_argument("--quiet", action="store_true", help="no access log")
+    run_parser.set_defaults(func=run)
+
+    demo_parser = commands.add_parser("demo", help="seed reps and stream sample leads through a running system")
+    demo_parser.add_argument("--leads", type=int, default=20)
+    demo_parser.add_argument("--seed", type=int, default=None)
+    demo_parser.add_argument("--ingest-url", default="http://127.0.0.1:8001")
+    demo_parser.add_argument("--handoff-url", default="http://127.0.0.1:8003")
+    demo_parser.add_argument("--metrics-url", default="http://127.0.0.1:8004")
+    demo_parser.set_defaults(func=demo)
+
+    token_parser = commands.add_parser("token", help="bearer tokens")
+    token_commands = token_parser.add_subparsers(dest="token_command", required=True)
+    issue_parser = token_commands.add_parser("issue", help="mint a token signed with this installation's secret")
+    issue_parser.add_argument("--scope", action="append", required=True, help=f"one or more of {', '.join(SCOPES)}")
+    issue_parser.add_argument("--rep", default=None, help="limit the token to one rep's leads")
+    issue_parser.add_argument("--team", default=None, help="limit the token to one team's leads")
+    issue_parser.add_argument("--ttl-days", type=float, default=30.0)
+    issue_parser.set_defaults(func=token_issue)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``baton`` command."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

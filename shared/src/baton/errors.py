@@ -1,0 +1,52 @@
+"""Domain exceptions; ``baton.web`` turns each into an RFC 9457 problem+json answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BatonError(Exception):
+    """Base of the errors a request can end with; ``status`` is the HTTP status it maps to."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+
+class NotFound(BatonError):
+    """The thing asked for does not exist, or the caller may not know it does."""
+
+    status = 404
+    title = "Not found"
+
+
+class Conflict(BatonError):
+    """The request contradicts the current state, e.g. an illegal status transition."""
+
+    status = 409
+    title = "Conflict"
+
+
+class Unauthorized(BatonError):
+    """No valid bearer token."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(BatonError):
+    """The token is valid but lacks the scope."""
+
+    status = 403
+    title = "Forbidden"
+
+
+class Unavailable(BatonError):
+    """A dependency (database, bus) is down; try again shortly."""
+
+    status = 503
+    title = "Service unavailable"

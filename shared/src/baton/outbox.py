@@ -1,0 +1,170 @@
+"""Transactional outbox and inbox.
+
+A service writes its state change and its outgoing events in one transaction (``add_event``); the
+``OutboxRelay`` publishes them right after the commit wakes it. A consumer records each event id in
+its inbox in the same transaction as the state change the event causes, so redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, String, Text, delete, event, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from baton.bus import Bus, Record
+from baton.db import Base, UTCDateTime, is_postgresql
+from baton.events import CloudEvent, EventData, from_binary, utcnow
+
+logger = logging.getLogger(__name__)
+
+RELAY_KEY = "baton_outbox_relay"
+_PENDING_KEY = "baton_outbox_pending"
+
+
+class OutboxEntry(Base):
+    """An event waiting to be published, written in the transaction that caused it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    aggregate_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class InboxEntry(Base):
+    """An event a consumer group has already applied."""
+
+    __tablename__ = "inbox"
+
+    consumer_group: Mapped[str] = mapped_column(String(128), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+def create_messaging_tables(op: Any) -> None:
+    """Creates the outbox and inbox tables; every service's first migration calls it.
+
+    Args:
+        op: Alembic's ``op`` module.
+    """
+    for model in (OutboxEntry, InboxEntry):
+        Base.metadata.tables[model.__tablename__].create(op.get_bind())
+
+
+def add_event(session: AsyncSession, data: EventData, *, source: str) -> CloudEvent:
+    """Adds an event to the session's transaction; it is published once the transaction commits.
+
+    Args:
+        session: The session holding the state change that caused the event.
+        data: The typed payload.
+        source: The producing service, e.g. ``/baton/scoring``.
+
+    Returns:
+        The envelope that will be published.
+    """
+    envelope = CloudEvent.wrap(data, source=source)
+    session.add(
+        OutboxEntry(
+            event_id=envelope.id,
+            topic=envelope.topic,
+            aggregate_id=envelope.subject,
+            type=envelope.type,
+            payload=envelope.model_dump_json(),
+        )
+    )
+    session.info[_PENDING_KEY] = True
+    return envelope
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relay_after_commit(session: Session) -> None:
+    if session.info.pop(_PENDING_KEY, False):
+        relay = session.info.get(RELAY_KEY)
+        if relay is not None:
+            relay.wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_pending_after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)
+
+
+class OutboxRelay:
+    """Publishes outbox rows in order and deletes them once the bus has them."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        bus: Bus,
+        batch_size: int = 500,
+        idle_check_seconds: float = 2.0,
+        retry_pause_seconds: float = 1.0,
+    ) -> None:
+        self.bus = bus
+        self.batch_size = batch_size
+        self.idle_check_seconds = idle_check_seconds
+        self.retry_pause_seconds = retry_pause_seconds
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._lock_rows = is_postgresql(engine)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Asks the relay to publish now; safe to call from the event loop's thread at any time."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Publishes until cancelled: on every wake-up, and every few seconds in case one was missed."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_check_seconds)
+            self._wake.clear()
+            try:
+                while await self.publish_pending():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("outbox relay failed; retrying")
+                await asyncio.sleep(self.retry_pause_seconds)
+                self._wake.set()
+
+    async def publish_pending(self) -> int:
+        """Publishes one batch of pending events.
+
+        Returns:
+            How many events were published.
+        """
+        async with self._sessions() as session, session.begin():
+            query = select(OutboxEntry).order_by(OutboxEntry.id).limit(self.batch_size)
+            if self._lock_rows:
+                query = query.with_for_update(skip_locked=True)
+            entries = list((await session.scalars(query)).all())
+            if not entries:
+                return 0
+            records = [Record.from_event(CloudEvent.model_validate_json(e.payload)) for e in entries]
+            await self.bus.publish(records)
+            await session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_([e.id for e in entries])))
+        return len(entries)
+
+
+def decode_record(record: Record) -> CloudEvent:
+    """Decodes a bus record into its CloudEvents envelope.
+
+    Args:
+        record: A record in CloudEvents binary mode.
+
+    Returns:
+        The envelope.
+    """
+    return from_binary(record.headers, record.value)

@@ -1,0 +1,103 @@
+"""A service's moving parts in one place: engine, migrations, bus, outbox relay and consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from baton.bus import Bus, ReplicaRefused, make_bus
+from baton.consumer import EventConsumer, EventHandler
+from baton.db import create_engine, create_sessionmaker, migrate, ping
+from baton.outbox import RELAY_KEY, OutboxRelay
+from baton.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CONSUMER_RESTART_PAUSE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What makes a service itself: its name, database, migrations and event handlers per consumer group."""
+
+    name: str
+    database: str
+    migrations: str
+    consumers: Mapping[str, Mapping[str, EventHandler]] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """The CloudEvents ``source`` of events this service produces."""
+        return f"/baton/{self.name}"
+
+
+class ServiceRuntime:
+    """Starts and stops one service's engine, bus, relay and consumers."""
+
+    def __init__(self, spec: ServiceSpec, settings: Settings, *, bus: Bus | None = None) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.engine = create_engine(settings.database_url_for(spec.database))
+        self.bus = bus or make_bus(settings)
+        self.relay = OutboxRelay(engine=self.engine, bus=self.bus)
+        self.sessions = create_sessionmaker(self.engine, **{RELAY_KEY: self.relay})
+        self.signing_secret = settings.signing_secret()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Migrates the database, connects the bus and starts the relay and the consumers.
+
+        Raises:
+            ReplicaRefused: Another replica already runs on the embedded log.
+        """
+        await migrate(self.engine, self.spec.migrations)
+        await self.bus.start()
+        self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.spec.name}-relay"))
+        for group, handlers in self.spec.consumers.items():
+            consumer = EventConsumer(
+                group=group,
+                handlers=handlers,
+                bus=self.bus,
+                sessions=self.sessions,
+                max_attempts=self.settings.consumer_max_attempts,
+            )
+            self._tasks.append(asyncio.create_task(self._supervise(consumer), name=f"{group}-consumer"))
+        await asyncio.sleep(0)
+        for task in self._tasks:
+            if task.done() and task.exception() is not None:
+                await self.stop()
+                raise task.exception()  # type: ignore[misc]
+        logger.info("service started", extra={"bus": self.settings.bus, "service_name": self.spec.name})
+
+    async def _supervise(self, consumer: EventConsumer) -> None:
+        while True:
+            try:
+                await consumer.run()
+            except ReplicaRefused:
+                raise
+            except Exception:
+                logger.exception("consumer stopped; restarting", extra={"group": consumer.group})
+            await asyncio.sleep(CONSUMER_RESTART_PAUSE_SECONDS)
+
+    async def stop(self) -> None:
+        """Stops consumers and relay, then the bus and the engine."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.bus.stop()
+        await self.engine.dispose()
+
+    async def check_readiness(self) -> dict[str, bool]:
+        """Checks the database and the bus.
+
+        Returns:
+            ``{"database": ok, "bus": ok}``.
+        """
+        database, bus = await asyncio.gather(ping(self.engine), self.bus.ping())
+        return {"database": database, "bus": bus}

@@ -1,0 +1,87 @@
+"""Settings shared by every Baton service, read from ``BATON_*`` environment variables."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "replace_me", "REPLACE_ME"})
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Configuration common to all services; each service subclasses it to set its own defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="BATON_", extra="ignore")
+
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="development allows generated secrets kept under data_dir; production demands real ones.",
+    )
+    data_dir: Path = Field(Path(".data"), description="Folder for SQLite files, the embedded log and dev secrets.")
+    database_url: str = Field(
+        "sqlite+aiosqlite:///{data_dir}/{service}.db",
+        description="SQLAlchemy async URL; {service} becomes the service's database name, {data_dir} the data folder.",
+    )
+    bus: Literal["embedded", "kafka"] = Field(
+        "embedded", description="Event transport: the embedded durable log in SQLite, or Apache Kafka."
+    )
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated Kafka brokers.")
+    kafka_partitions: int = Field(3, ge=1, description="Partitions for topics Baton creates.")
+    kafka_replication_factor: int = Field(1, ge=1, description="Replication factor for topics Baton creates.")
+    jwt_secret: SecretStr | None = Field(
+        None, description="HMAC key that signs bearer tokens; generated under data_dir in development."
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
+    port: int = Field(8000, description="Port the HTTP server binds.")
+    log_level: str = Field("INFO", description="Python log level.")
+    consumer_max_attempts: int = Field(3, ge=1, description="Tries before an event goes to the topic's .dlq.")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets_in_production(self) -> Settings:
+        if self.env == "production":
+            secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+            if secret in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"BATON_JWT_SECRET must be set to a random value of at least {MIN_SECRET_LENGTH} characters "
+                    "in production"
+                )
+        return self
+
+    def database_url_for(self, service_db: str) -> str:
+        """Returns the database URL with ``{service}`` and ``{data_dir}`` filled in.
+
+        Args:
+            service_db: The service's database name, e.g. ``baton_handoff``.
+
+        Returns:
+            A SQLAlchemy async URL.
+        """
+        return self.database_url.replace("{service}", service_db).replace("{data_dir}", str(self.data_dir))
+
+    def signing_secret(self) -> str:
+        """Returns the token signing secret, creating a development one under data_dir when none is set.
+
+        Returns:
+            The HMAC key for bearer tokens.
+        """
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.data_dir / "jwt-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            candidate = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+            candidate.write_text(secrets.token_urlsafe(48))
+            candidate.chmod(0o600)
+            try:
+                # link() fails if another process won the race; its secret is then the one to use.
+                path.hardlink_to(candidate)
+            except FileExistsError:
+                pass
+            finally:
+                candidate.unlink()
+        return path.read_text().strip()

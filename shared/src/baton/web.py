@@ -1,0 +1,209 @@
+"""What every service's HTTP side shares: the app factory, problem+json errors, auth, health and metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from baton.auth import InvalidToken, Principal, verify_token
+from baton.errors import BatonError, Forbidden, Unauthorized
+from baton.runtime import ServiceRuntime
+
+logger = logging.getLogger(__name__)
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """A page of a list; pass ``next_cursor`` back as ``?cursor=`` for the next one (null at the end)."""
+
+    items: list[ItemT]
+    next_cursor: str | None
+
+
+PROBLEM_JSON = "application/problem+json"
+
+HTTP_REQUESTS = Counter(
+    "baton_http_requests_total", "HTTP requests answered.", ["service", "method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "baton_http_request_duration_seconds", "Time to answer HTTP requests.", ["service", "method", "route"]
+)
+
+
+def problem(status: int, detail: str, *, title: str | None = None, **extensions: Any) -> JSONResponse:
+    """Builds an RFC 9457 problem+json response.
+
+    Args:
+        status: HTTP status.
+        detail: What went wrong, for a person.
+        title: Short summary; the status phrase by default.
+        **extensions: Extra members, e.g. ``errors`` for validation failures.
+
+    Returns:
+        The response.
+    """
+    body = {"type": "about:blank", "title": title or HTTPStatus(status).phrase, "status": status, "detail": detail}
+    body.update(extensions)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _install_problem_handlers(app: FastAPI) -> None:
+    async def on_baton_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BatonError)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        response = problem(exc.status, exc.detail, title=exc.title, **exc.extensions)
+        response.headers.update(headers)
+        return response
+
+    async def on_http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        response = problem(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def on_validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+            for error in exc.errors()
+        ]
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
+        return problem(422, f"request failed validation: {fields}", title="Unprocessable content", errors=errors)
+
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        logger.error("database error", exc_info=exc, extra={"path": request.url.path})
+        return problem(503, "the database is unavailable; try again shortly")
+
+    app.add_exception_handler(BatonError, on_baton_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(OperationalError, on_database_error)
+    app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(ConnectionError, on_database_error)
+
+
+def get_runtime(request: Request) -> ServiceRuntime:
+    """Returns the running service's runtime (engine, bus, settings)."""
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """Yields a database session for one request."""
+    async with get_runtime(request).sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that demands a bearer token granting ``scope``.
+
+    Args:
+        scope: One of ``baton.auth.SCOPES``.
+
+    Returns:
+        The dependency; it yields the caller.
+    """
+
+    async def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if credentials is None:
+            raise Unauthorized("an Authorization: Bearer token is required")
+        try:
+            principal = verify_token(get_runtime(request).signing_secret, credentials.credentials)
+        except InvalidToken as exc:
+            raise Unauthorized(f"the bearer token is not valid: {exc}") from None
+        if not principal.allows(scope):
+            raise Forbidden(f"this token lacks the {scope!r} scope")
+        return principal
+
+    return dependency
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", response_model=None)
+    async def readyz(runtime: RuntimeDep) -> dict[str, Any] | JSONResponse:
+        """The database and the bus are reachable."""
+        checks = await runtime.check_readiness()
+        if all(checks.values()):
+            return {"status": "ready", "checks": checks}
+        failing = ", ".join(name for name, ok in checks.items() if not ok)
+        return problem(503, f"not ready: {failing} unreachable", checks=checks)
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus metrics in text format."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_service_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, description: str) -> FastAPI:
+    """Builds a service's FastAPI app around its runtime.
+
+    Args:
+        runtime: The service's runtime; started and stopped by the app's lifespan.
+        routers: The service's API routers.
+        description: One paragraph for the OpenAPI page.
+
+    Returns:
+        The app, ready for uvicorn.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=f"Baton {runtime.spec.name}", description=description, version="0.1.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    _install_problem_handlers(app)
+    app.include_router(_health_router())
+    for router in routers:
+        app.include_router(router)
+
+    service = runtime.spec.name
+
+    @app.middleware("http")
+    async def record_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        HTTP_REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
+        return response
+
+    return app
