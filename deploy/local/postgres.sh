@@ -62,7 +62,7 @@ ensure_installed() {
   local log; log="$(mktemp)"
   if ! { DEBIAN_FRONTEND=noninteractive apt-get update -q \
          && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-              postgresql postgresql-client; } >"$log" 2>&1; then
+              postgresql postgresql-client; } >"$log" 2>&1 9>&-; then
     tail -n 20 "$log" >&2
     rm -f "$log"
     die "apt-get install postgresql failed"
@@ -95,7 +95,8 @@ as_postgres() {
 
 # psql over the unix socket as the postgres superuser.
 psql_admin() {
-  as_postgres psql -X -q -At -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$PORT" -d postgres "$@"
+  as_postgres env PGOPTIONS="-c client_min_messages=warning" \
+    psql -X -q -At -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$PORT" -d postgres "$@"
 }
 
 # Write $2 to file $1 (owned by postgres) only if it differs; sets CONF_CHANGED=1 then.
@@ -153,7 +154,7 @@ wait_ready() {
 
 pg_start_cluster() {
   local out
-  if ! out="$(pg_ctlcluster "$VER" "$CLUSTER" start 2>&1)"; then
+  if ! out="$(pg_ctlcluster "$VER" "$CLUSTER" start 9>&- 2>&1)"; then
     echo "$out" >&2
     echo "---- last lines of $(log_file) ----" >&2
     tail -n 25 "$(log_file)" >&2 2>/dev/null || true
@@ -207,7 +208,7 @@ up() {
   configure
   if is_running; then
     if ((CONF_CHANGED)); then
-      pg_ctlcluster "$VER" "$CLUSTER" restart >/dev/null 2>&1 || pg_start_cluster
+      pg_ctlcluster "$VER" "$CLUSTER" restart >/dev/null 9>&- 2>&1 || pg_start_cluster
     fi
   else
     pg_start_cluster

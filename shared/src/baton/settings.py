@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         "embedded", description="Event transport: the embedded durable log in SQLite, or Apache Kafka."
     )
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated Kafka brokers.")
+    kafka_topic_prefix: str = Field(
+        "", description="Prepended to every topic and consumer group, to share one cluster between installations."
+    )
     kafka_partitions: int = Field(3, ge=1, description="Partitions for topics Baton creates.")
     kafka_replication_factor: int = Field(1, ge=1, description="Replication factor for topics Baton creates.")
     jwt_secret: SecretStr | None = Field(

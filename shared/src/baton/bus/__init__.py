@@ -96,6 +96,7 @@ def make_bus(settings: Settings) -> Bus:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             partitions=settings.kafka_partitions,
             replication_factor=settings.kafka_replication_factor,
+            prefix=settings.kafka_topic_prefix,
         )
     from baton.bus.embedded import EmbeddedLog
 

@@ -19,7 +19,11 @@ RETRY_PAUSE_SECONDS = 1.0
 
 
 class KafkaBus:
-    """Apache Kafka through aiokafka; Baton's topics are created on start when missing."""
+    """Apache Kafka through aiokafka; Baton's topics are created on start when missing.
+
+    ``prefix`` is prepended to topic and group names on the wire only: callers always see Baton's
+    own topic names.
+    """
 
     def __init__(
         self,
@@ -28,11 +32,13 @@ class KafkaBus:
         partitions: int = 3,
         replication_factor: int = 1,
         client_id: str = "baton",
+        prefix: str = "",
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.client_id = client_id
+        self.prefix = prefix
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
 
@@ -52,6 +58,7 @@ class KafkaBus:
         Args:
             topics: Topic names.
         """
+        topics = [self.prefix + t for t in topics]
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
         await admin.start()
         try:
@@ -94,7 +101,7 @@ class KafkaBus:
         producer = await self._producer_or_new()
         try:
             futures = [
-                await producer.send(r.topic, value=r.value, key=r.key.encode(), headers=list(r.headers))
+                await producer.send(self.prefix + r.topic, value=r.value, key=r.key.encode(), headers=list(r.headers))
                 for r in records
             ]
             await asyncio.gather(*futures)
@@ -115,10 +122,10 @@ class KafkaBus:
 
     async def consume(self, group: str, topics: Sequence[str], handler: RecordHandler) -> None:
         consumer = AIOKafkaConsumer(
-            *topics,
+            *(self.prefix + t for t in topics),
             bootstrap_servers=self.bootstrap_servers,
             client_id=self.client_id,
-            group_id=group,
+            group_id=self.prefix + group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -143,7 +150,7 @@ class KafkaBus:
     ) -> None:
         for message in messages:
             record = Record(
-                topic=message.topic,
+                topic=message.topic.removeprefix(self.prefix),
                 key=(message.key or b"").decode(),
                 value=message.value or b"",
                 headers=tuple(message.headers),

@@ -1,0 +1,55 @@
+# Baton: `make run` starts the system on the embedded default; `make test` runs every test.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PACKAGES := -e shared -e services/lead-ingest -e services/scoring -e services/handoff -e services/metrics
+
+.PHONY: install run demo test test-unit test-integration test-e2e lint format asyncapi infra infra-stop lock bench clean
+
+$(STAMP): requirements.lock requirements-dev.txt shared/pyproject.toml services/*/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -r requirements-dev.txt $(PACKAGES)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/baton run
+
+demo: install
+	$(BIN)/baton demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+asyncapi: install
+	$(BIN)/python -m baton.asyncapi docs/asyncapi.json
+
+infra:
+	deploy/local/postgres.sh start
+	deploy/local/kafka.sh start single
+
+infra-stop:
+	-deploy/local/kafka.sh stop single
+	-deploy/local/postgres.sh stop
+
+test: lint infra
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+lock: install
+	{ echo "# Exact versions of every third-party package Baton installs (make lock regenerates it)."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -vE '^(-e|#)' | grep -viE '^baton'; } > requirements.lock
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

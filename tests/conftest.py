@@ -1,0 +1,51 @@
+"""Fixtures shared by every test layer: where the real Kafka and PostgreSQL are, and clean databases."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+
+POSTGRES_URL = os.environ.get("BATON_TEST_POSTGRES_URL", "postgresql://baton:baton@127.0.0.1:55432")
+KAFKA_BOOTSTRAP = os.environ.get("BATON_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+SERVICE_DATABASES = ("baton_lead_ingest", "baton_scoring", "baton_handoff", "baton_metrics")
+
+
+async def recreate_database(name: str) -> str:
+    """Drops and creates a PostgreSQL database; returns its asyncpg SQLAlchemy URL."""
+    conn = await asyncpg.connect(f"{POSTGRES_URL}/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return f"{POSTGRES_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A short random name for topics, groups and databases that no other test run uses."""
+    return "t" + secrets.token_hex(4)
+
+
+@pytest.fixture
+async def fresh_database(unique_name: str) -> AsyncIterator[Callable[[str], Awaitable[str]]]:
+    """Makes empty PostgreSQL databases on demand and drops them afterwards."""
+    created: list[str] = []
+
+    async def make(suffix: str) -> str:
+        name = f"{unique_name}_{suffix}"
+        created.append(name)
+        return await recreate_database(name)
+
+    yield make
+    conn = await asyncpg.connect(f"{POSTGRES_URL}/postgres")
+    try:
+        for name in created:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

@@ -1,0 +1,44 @@
+"""Integration fixtures: a Kafka bus on its own topic prefix, and a PostgreSQL database with the messaging tables."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton.bus.kafka import KafkaBus
+from baton.db import Base, create_engine
+from baton.outbox import InboxEntry, OutboxEntry
+from tests.conftest import KAFKA_BOOTSTRAP
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def kafka_bus(unique_name: str) -> AsyncIterator[KafkaBus]:
+    """A started Kafka bus whose topics and groups no other run shares."""
+    bus = KafkaBus(bootstrap_servers=KAFKA_BOOTSTRAP, prefix=f"{unique_name}.")
+    await bus.start()
+    yield bus
+    await bus.stop()
+
+
+async def create_messaging_schema(engine: AsyncEngine) -> None:
+    """Creates the outbox and inbox and a table handlers write to."""
+    async with engine.begin() as conn:
+        await conn.run_sync(
+            Base.metadata.create_all,
+            tables=[Base.metadata.tables[m.__tablename__] for m in (OutboxEntry, InboxEntry)],
+        )
+        await conn.execute(text("CREATE TABLE applied (lead_id VARCHAR(64) NOT NULL)"))
+
+
+@pytest.fixture
+async def pg_engine(fresh_database: Callable[[str], Awaitable[str]]) -> AsyncIterator[AsyncEngine]:
+    """An engine on a new PostgreSQL database holding the outbox, the inbox and ``applied``."""
+    engine = create_engine(await fresh_database("messaging"))
+    await create_messaging_schema(engine)
+    yield engine
+    await engine.dispose()

@@ -1,0 +1,173 @@
+"""The Kafka transport, the outbox and the inbox against the real Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from baton.bus import Record
+from baton.bus.kafka import KafkaBus
+from baton.consumer import EventConsumer
+from baton.db import create_sessionmaker
+from baton.events import LEADS_INGESTED, CloudEvent, LeadReceived, from_binary
+from baton.outbox import RELAY_KEY, OutboxEntry, OutboxRelay, add_event
+from tests.conftest import KAFKA_BOOTSTRAP
+
+pytestmark = pytest.mark.integration
+
+WAIT_SECONDS = 60
+
+
+def received(lead_id: str) -> CloudEvent:
+    return CloudEvent.wrap(
+        LeadReceived(lead_id=lead_id, email=f"{lead_id}@example.com", received_at=datetime.now(UTC)), source="/test"
+    )
+
+
+async def collect(bus: KafkaBus, group: str, count: int) -> list[Record]:
+    """Consumes until ``count`` records arrived, then stops."""
+    seen: list[Record] = []
+    done = asyncio.Event()
+
+    async def handler(record: Record) -> None:
+        seen.append(record)
+        if len(seen) >= count:
+            done.set()
+
+    task = asyncio.create_task(bus.consume(group, [LEADS_INGESTED], handler))
+    try:
+        await asyncio.wait_for(done.wait(), WAIT_SECONDS)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return seen
+
+
+async def record_lead(event: CloudEvent, session: AsyncSession) -> None:
+    await session.execute(text("INSERT INTO applied (lead_id) VALUES (:lead_id)"), {"lead_id": event.subject})
+
+
+async def applied_count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM applied"))).scalar_one())
+
+
+async def test_kafka_delivers_each_leads_events_in_the_order_published(kafka_bus: KafkaBus) -> None:
+    leads = [f"lead-{n}" for n in range(6)]
+    events = [received(leads[i % len(leads)]) for i in range(60)]
+    for start in range(0, len(events), 7):
+        await kafka_bus.publish([Record.from_event(e) for e in events[start : start + 7]])
+
+    records = await collect(kafka_bus, "order", len(events))
+
+    published: dict[str, list[str]] = defaultdict(list)
+    for event in events:
+        published[event.subject].append(event.id)
+    delivered: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        event = from_binary(record.headers, record.value)
+        assert record.key == event.subject
+        delivered[event.subject].append(event.id)
+    assert delivered == published
+    assert len({r.partition for r in records}) > 1, "keys should spread over partitions"
+
+
+async def test_outbox_relay_publishes_committed_events_and_nothing_from_rollbacks(
+    kafka_bus: KafkaBus, pg_engine: AsyncEngine
+) -> None:
+    relay = OutboxRelay(engine=pg_engine, bus=kafka_bus)
+    sessions = create_sessionmaker(pg_engine, **{RELAY_KEY: relay})
+    async with sessions() as session, session.begin():
+        kept = add_event(session, received("kept").payload(), source="/test")
+    async with sessions() as session:
+        add_event(session, received("dropped").payload(), source="/test")
+        await session.rollback()
+    relay_task = asyncio.create_task(relay.run())
+    try:
+        records = await collect(kafka_bus, "relay", 1)
+    finally:
+        relay_task.cancel()
+        await asyncio.gather(relay_task, return_exceptions=True)
+    assert [from_binary(r.headers, r.value).id for r in records] == [kept.id]
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxEntry)) == 0
+
+
+async def test_redelivered_event_changes_nothing_on_postgresql(kafka_bus: KafkaBus, pg_engine: AsyncEngine) -> None:
+    event = received("twice")
+    await kafka_bus.publish([Record.from_event(event), Record.from_event(event), Record.from_event(received("once"))])
+    consumer = EventConsumer(
+        group="inbox",
+        handlers={LeadReceived.event_type: record_lead},
+        bus=kafka_bus,
+        sessions=create_sessionmaker(pg_engine),
+    )
+    delivered = 0
+
+    async def count_and_apply(record: Record) -> None:
+        nonlocal delivered
+        delivered += 1
+        await consumer.on_record(record)
+
+    task = asyncio.create_task(kafka_bus.consume("inbox", consumer.topics, count_and_apply))
+    try:
+        async with asyncio.timeout(WAIT_SECONDS):
+            while delivered < 3:
+                await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    async with pg_engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT lead_id FROM applied ORDER BY lead_id"))).scalars().all()
+    assert rows == ["once", "twice"]
+
+
+async def test_consumer_killed_after_commit_but_before_offset_commit_applies_the_event_once(
+    kafka_bus: KafkaBus, pg_engine: AsyncEngine, unique_name: str
+) -> None:
+    await kafka_bus.publish([Record.from_event(received("crash"))])
+    crashed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.crashing_consumer",
+            pg_engine.url.render_as_string(hide_password=False),
+            KAFKA_BOOTSTRAP,
+            f"{unique_name}.",
+            "crashy",
+        ],
+        timeout=WAIT_SECONDS,
+        capture_output=True,
+    )
+    assert crashed.returncode == 137, crashed.stderr.decode()[-2000:]
+    assert await applied_count(pg_engine) == 1
+
+    consumer = EventConsumer(
+        group="crashy",
+        handlers={LeadReceived.event_type: record_lead},
+        bus=kafka_bus,
+        sessions=create_sessionmaker(pg_engine),
+    )
+    redelivered: list[Record] = []
+
+    async def watch(record: Record) -> None:
+        redelivered.append(record)
+        await consumer.on_record(record)
+
+    task = asyncio.create_task(kafka_bus.consume("crashy", consumer.topics, watch))
+    try:
+        async with asyncio.timeout(WAIT_SECONDS):
+            while not redelivered:
+                await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(redelivered) == 1, "the uncommitted event should come back after the crash"
+    assert await applied_count(pg_engine) == 1

@@ -1,0 +1,163 @@
+"""The embedded durable log: order, headers, consumer-group offsets across restarts, redelivery, one replica."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from baton.bus import Record, ReplicaRefused
+from baton.bus.embedded import EmbeddedLog
+from tests.unit.conftest import READ_TIMEOUT_SECONDS, run_until
+
+ConsumeRecords = Callable[[EmbeddedLog, str, Sequence[str], int], Awaitable[list[Record]]]
+TOPIC = "leads.ingested"
+
+
+def _records(count: int, *, topic: str = TOPIC) -> list[Record]:
+    return [
+        Record(
+            topic=topic,
+            key=f"lead-{n}",
+            value=f'{{"n":{n}}}'.encode(),
+            headers=(("ce_id", f"event-{n}".encode()), ("x-raw", bytes([0, 255, n]))),
+        )
+        for n in range(count)
+    ]
+
+
+def _values(records: Sequence[Record]) -> list[bytes]:
+    return [record.value for record in records]
+
+
+async def test_published_records_reach_a_consumer_in_order_with_key_and_headers_intact(
+    embedded_log: EmbeddedLog, consume_records: ConsumeRecords
+) -> None:
+    published = _records(5)
+    await embedded_log.publish(published[:2])
+    await embedded_log.publish(published[2:])
+
+    received = await consume_records(embedded_log, "scoring", [TOPIC], 5)
+
+    assert [(r.topic, r.key, r.value, r.headers) for r in received] == [
+        (r.topic, r.key, r.value, r.headers) for r in published
+    ]
+    offsets = [r.offset for r in received]
+    assert offsets == sorted(offsets)
+    assert len(set(offsets)) == 5
+
+
+async def test_consumer_gets_only_the_topics_it_asked_for(
+    embedded_log: EmbeddedLog, consume_records: ConsumeRecords
+) -> None:
+    await embedded_log.publish([_records(1, topic="leads.scored")[0], _records(1)[0]])
+
+    received = await consume_records(embedded_log, "scoring", [TOPIC], 1)
+
+    assert [r.topic for r in received] == [TOPIC]
+
+
+async def test_consumer_group_resumes_after_the_last_record_it_finished_on_a_new_log_instance(
+    tmp_path: Path, consume_records: ConsumeRecords
+) -> None:
+    published = _records(5)
+    first_run = EmbeddedLog(tmp_path / "bus.db", poll_interval=0.01)
+    await first_run.start()
+    await first_run.publish(published)
+    # The handler finishes records 0 and 1 and is still busy with record 2 when the process dies.
+    before_crash = await consume_records(first_run, "scoring", [TOPIC], 3)
+    await first_run.stop()
+
+    second_run = EmbeddedLog(tmp_path / "bus.db", poll_interval=0.01)
+    await second_run.start()
+    try:
+        after_restart = await consume_records(second_run, "scoring", [TOPIC], 3)
+    finally:
+        await second_run.stop()
+
+    assert _values(before_crash) == _values(published[:3])
+    assert _values(after_restart) == _values(published[2:])
+
+
+async def test_every_consumer_group_gets_every_record(
+    embedded_log: EmbeddedLog, consume_records: ConsumeRecords
+) -> None:
+    published = _records(3)
+    await embedded_log.publish(published)
+
+    scoring = await consume_records(embedded_log, "scoring", [TOPIC], 3)
+    metrics = await consume_records(embedded_log, "metrics", [TOPIC], 3)
+
+    assert _values(scoring) == _values(published)
+    assert _values(metrics) == _values(published)
+
+
+async def test_record_whose_handler_raised_is_delivered_again(
+    embedded_log: EmbeddedLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("baton.bus.embedded.RETRY_PAUSE_SECONDS", 0.01)
+    await embedded_log.publish(_records(2))
+    seen: list[bytes] = []
+    second_record_done = asyncio.Event()
+
+    async def fails_once_on_the_first_record(record: Record) -> None:
+        seen.append(record.value)
+        if len(seen) == 1:
+            raise RuntimeError("database briefly unavailable")
+        if len(seen) == 3:
+            second_record_done.set()
+
+    await run_until(embedded_log.consume("scoring", [TOPIC], fails_once_on_the_first_record), second_record_done)
+
+    assert seen == [b'{"n":0}', b'{"n":0}', b'{"n":1}']
+
+
+@pytest.mark.parametrize("second_replica_on", ["the same log", "another log on the same file"])
+async def test_second_consumer_of_a_running_group_is_refused(
+    tmp_path: Path, embedded_log: EmbeddedLog, second_replica_on: str
+) -> None:
+    await embedded_log.publish(_records(1))
+    first_is_running = asyncio.Event()
+
+    async def holds_the_record(_: Record) -> None:
+        first_is_running.set()
+        await asyncio.Future()
+
+    async def never_called(_: Record) -> None:
+        raise AssertionError("the refused replica must not consume")
+
+    other = embedded_log if second_replica_on == "the same log" else EmbeddedLog(tmp_path / "bus.db")
+    await other.start()
+    first = asyncio.create_task(embedded_log.consume("scoring", [TOPIC], holds_the_record))
+    try:
+        await asyncio.wait_for(first_is_running.wait(), READ_TIMEOUT_SECONDS)
+        with pytest.raises(ReplicaRefused, match="BATON_BUS=kafka"):
+            await asyncio.wait_for(other.consume("scoring", [TOPIC], never_called), READ_TIMEOUT_SECONDS)
+    finally:
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        if other is not embedded_log:
+            await other.stop()
+
+
+async def test_group_can_be_consumed_again_once_its_replica_stopped(
+    tmp_path: Path, consume_records: ConsumeRecords
+) -> None:
+    predecessor = EmbeddedLog(tmp_path / "bus.db", poll_interval=0.01)
+    await predecessor.start()
+    await predecessor.publish(_records(1))
+    await consume_records(predecessor, "scoring", [TOPIC], 1)
+    await predecessor.stop()
+
+    successor = EmbeddedLog(tmp_path / "bus.db", poll_interval=0.01)
+    await successor.start()
+    try:
+        received = await consume_records(successor, "scoring", [TOPIC], 1)
+    finally:
+        await successor.stop()
+
+    assert _values(received) == [b'{"n":0}']
