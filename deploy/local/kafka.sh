@@ -98,10 +98,10 @@ EOF
   rm -rf "$dest.tmp"
   mkdir -p "$dest.tmp"
   # shellcheck disable=SC2086
-  if ! "$MVN" -B -q -Dstyle.color=never -f "$tmp/pom.xml" ${MVN_ARGS:-} "$DEP_PLUGIN:copy-dependencies" \
+  if ! "$MVN" -B -q -U -Dstyle.color=never -f "$tmp/pom.xml" ${MVN_ARGS:-} "$DEP_PLUGIN:copy-dependencies" \
       -DincludeScope=runtime -DoutputDirectory="$dest.tmp" >"$log" 2>&1; then
     echo "kafka.sh: mvn could not resolve Kafka $v:" >&2
-    grep -E 'ERROR|Could not' "$log" | head -2 >&2 || tail -5 "$log" >&2
+    sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E 'ERROR|Could not' | head -2 >&2 || tail -5 "$log" >&2
     rm -rf "$dest.tmp" "$tmp"
     rmdir "$CACHE_ROOT/$v" 2>/dev/null || true
     return 1

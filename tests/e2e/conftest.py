@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from baton.cli import SERVICES
 from tests.conftest import KAFKA_BOOTSTRAP, POSTGRES_URL, SERVICE_DATABASES, recreate_database
 
 READY_TIMEOUT_SECONDS = 120
+ASYNC_POSTGRES_URL = POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://")
 
 
 @dataclass
@@ -91,12 +93,16 @@ def embedded_system(tmp_path: Path) -> Iterator[RunningSystem]:
     assert codes == [0], f"baton run did not stop cleanly:\n{log.read_text()[-3000:]}"
 
 
+async def _recreate_service_databases(prefix: str) -> None:
+    for database in SERVICE_DATABASES:
+        await recreate_database(f"{prefix}_{database}")
+
+
 @pytest.fixture
-async def kafka_system(tmp_path: Path, unique_name: str) -> AsyncIterator[RunningSystem]:
+def kafka_system(tmp_path: Path, unique_name: str) -> Iterator[RunningSystem]:
     """The four services as four processes on the real Kafka and PostgreSQL, as they are deployed."""
     base_port = 18101
-    for database in SERVICE_DATABASES:
-        await recreate_database(f"{unique_name}_{database}")
+    asyncio.run(_recreate_service_databases(unique_name))
     secret = secrets.token_urlsafe(48)
     env = {
         **os.environ,
@@ -104,8 +110,7 @@ async def kafka_system(tmp_path: Path, unique_name: str) -> AsyncIterator[Runnin
         "BATON_BUS": "kafka",
         "BATON_KAFKA_BOOTSTRAP_SERVERS": KAFKA_BOOTSTRAP,
         "BATON_KAFKA_TOPIC_PREFIX": f"{unique_name}.",
-        "BATON_DATABASE_URL": POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://")
-        + f"/{unique_name}_{{service}}",
+        "BATON_DATABASE_URL": f"{ASYNC_POSTGRES_URL}/{unique_name}_{{service}}",
         "BATON_JWT_SECRET": secret,
         "BATON_DATA_DIR": str(tmp_path / "data"),
     }

@@ -38,9 +38,9 @@ def lead_for(i: int, run: str) -> tuple[dict[str, Any], bool]:
     return lead, kind in (0, 1)
 
 
-async def eventually(check: Any, *, what: str, timeout: float = DEADLINE_SECONDS) -> Any:
+async def eventually(check: Any, *, what: str, within: float = DEADLINE_SECONDS) -> Any:
     """Polls an async check until it returns something truthy."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
         last = await check()

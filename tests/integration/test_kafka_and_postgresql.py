@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -109,18 +108,18 @@ async def test_redelivered_event_changes_nothing_on_postgresql(kafka_bus: KafkaB
         bus=kafka_bus,
         sessions=create_sessionmaker(pg_engine),
     )
-    delivered = 0
+    delivered: list[Record] = []
+    all_delivered = asyncio.Event()
 
     async def count_and_apply(record: Record) -> None:
-        nonlocal delivered
-        delivered += 1
         await consumer.on_record(record)
+        delivered.append(record)
+        if len(delivered) == 3:
+            all_delivered.set()
 
     task = asyncio.create_task(kafka_bus.consume("inbox", consumer.topics, count_and_apply))
     try:
-        async with asyncio.timeout(WAIT_SECONDS):
-            while delivered < 3:
-                await asyncio.sleep(0.1)
+        await asyncio.wait_for(all_delivered.wait(), WAIT_SECONDS)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -133,20 +132,18 @@ async def test_consumer_killed_after_commit_but_before_offset_commit_applies_the
     kafka_bus: KafkaBus, pg_engine: AsyncEngine, unique_name: str
 ) -> None:
     await kafka_bus.publish([Record.from_event(received("crash"))])
-    crashed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.integration.crashing_consumer",
-            pg_engine.url.render_as_string(hide_password=False),
-            KAFKA_BOOTSTRAP,
-            f"{unique_name}.",
-            "crashy",
-        ],
-        timeout=WAIT_SECONDS,
-        capture_output=True,
+    crashing = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.integration.crashing_consumer",
+        pg_engine.url.render_as_string(hide_password=False),
+        KAFKA_BOOTSTRAP,
+        f"{unique_name}.",
+        "crashy",
+        stderr=asyncio.subprocess.PIPE,
     )
-    assert crashed.returncode == 137, crashed.stderr.decode()[-2000:]
+    _, stderr = await asyncio.wait_for(crashing.communicate(), WAIT_SECONDS)
+    assert crashing.returncode == 137, stderr.decode()[-2000:]
     assert await applied_count(pg_engine) == 1
 
     consumer = EventConsumer(
@@ -156,16 +153,17 @@ async def test_consumer_killed_after_commit_but_before_offset_commit_applies_the
         sessions=create_sessionmaker(pg_engine),
     )
     redelivered: list[Record] = []
+    came_back = asyncio.Event()
 
     async def watch(record: Record) -> None:
-        redelivered.append(record)
         await consumer.on_record(record)
+        redelivered.append(record)
+        came_back.set()
 
     task = asyncio.create_task(kafka_bus.consume("crashy", consumer.topics, watch))
     try:
-        async with asyncio.timeout(WAIT_SECONDS):
-            while not redelivered:
-                await asyncio.sleep(0.1)
+        await asyncio.wait_for(came_back.wait(), WAIT_SECONDS)
+        await asyncio.sleep(1)  # a second delivery would arrive now
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

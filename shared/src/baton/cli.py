@@ -177,7 +177,8 @@ def demo(args: argparse.Namespace) -> int:
             response = client.post(f"{args.ingest_url}/v1/leads", json=lead, headers=admin)
             print(f"{response.status_code} {lead['title']:<18} {response.json().get('lead_id', response.text)}")
         print(
-            f"\nPosted {args.leads} leads. Assignments: {args.handoff_url}/v1/assignments  KPIs: {args.metrics_url}/v1/kpis"
+            f"\nPosted {args.leads} leads. Assignments: {args.handoff_url}/v1/assignments  "
+            f"KPIs: {args.metrics_url}/v1/kpis"
         )
     return 0
 
