@@ -237,12 +237,6 @@ def test_every_compose_service_waits_for_healthy_kafka_and_postgres(svc):
         assert "healthcheck" in compose()["services"][dependency]
 
 
-def test_only_lead_ingest_gets_the_webhook_secret_key_in_compose():
-    holders = {svc.name for svc in SERVICES if "BATON_WEBHOOK_SECRET_KEY" in compose_env(svc.name)}
-    assert holders == {"lead-ingest"}
-    assert compose_env("lead-ingest")["BATON_WEBHOOK_SECRET_KEY"].startswith("${BATON_WEBHOOK_SECRET_KEY:?")
-
-
 # --- Dockerfiles ---------------------------------------------------------------
 
 
