@@ -47,6 +47,9 @@ test: lint infra
 test-unit: install
 	$(BIN)/pytest tests/unit
 
+bench: install infra
+	$(BIN)/python -m bench.handoff_latency
+
 lock: install
 	{ echo "# Exact versions of every third-party package Baton installs (make lock regenerates it)."; \
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -vE '^(-e|#)' | grep -viE '^baton'; } > requirements.lock

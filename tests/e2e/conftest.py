@@ -1,146 +1,28 @@
-"""Runs the whole system as separate processes, on the embedded default or on Kafka + PostgreSQL."""
+"""The running system, on the embedded default or on Kafka + PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import secrets
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
-from baton.auth import issue_token
-from baton.cli import SERVICES
-from tests.conftest import KAFKA_BOOTSTRAP, POSTGRES_URL, SERVICE_DATABASES, recreate_database
-
-READY_TIMEOUT_SECONDS = 120
-ASYNC_POSTGRES_URL = POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://")
-
-
-@dataclass
-class RunningSystem:
-    """The four services' URLs and the secret their tokens are signed with."""
-
-    urls: dict[str, str]
-    secret: str
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def token(self, *scopes: str, rep_id: str | None = None) -> dict[str, str]:
-        """Authorization header for a token with these scopes."""
-        return {"Authorization": f"Bearer {issue_token(self.secret, scopes=list(scopes), rep_id=rep_id)}"}
-
-
-def _wait_ready(urls: dict[str, str], processes: list[subprocess.Popen[bytes]], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    pending = set(urls.values())
-    while pending:
-        for process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"a service exited with {process.returncode}:\n{log.read_text()[-5000:]}")
-        for url in list(pending):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    pending.discard(url)
-            except httpx.HTTPError:
-                pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not ready: {pending}\n{log.read_text()[-5000:]}")
-        time.sleep(0.3)
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> list[int]:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-    codes = []
-    for process in processes:
-        try:
-            codes.append(process.wait(timeout=30))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            codes.append(process.wait())
-    return codes
+from tests.system import RunningSystem
+from tests.system import embedded_system as start_embedded
+from tests.system import kafka_system as start_kafka
 
 
 @pytest.fixture
 def embedded_system(tmp_path: Path) -> Iterator[RunningSystem]:
-    """``baton run`` on the embedded default: SQLite files and the embedded log under a fresh data dir."""
-    base_port = 18001
-    env = {**os.environ, "BATON_DATA_DIR": str(tmp_path / "data"), "BATON_BUS": "embedded"}
-    env.pop("BATON_DATABASE_URL", None)
-    log = tmp_path / "baton-run.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "baton.cli", "run", "--base-port", str(base_port), "--quiet"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    urls = {s.name: f"http://127.0.0.1:{base_port + s.offset}" for s in SERVICES}
-    try:
-        _wait_ready(urls, [process], log)
-        secret = (tmp_path / "data" / "jwt-secret").read_text().strip()
-        yield RunningSystem(urls=urls, secret=secret, processes=[process])
-    finally:
-        codes = _stop([process])
-    assert codes == [0], f"baton run did not stop cleanly:\n{log.read_text()[-3000:]}"
-
-
-async def _recreate_service_databases(prefix: str) -> None:
-    for database in SERVICE_DATABASES:
-        await recreate_database(f"{prefix}_{database}")
+    """``baton run`` on the embedded default, as `make run` starts it."""
+    with start_embedded(tmp_path) as system:
+        yield system
+    assert system.exit_codes == [0], "baton run did not stop cleanly on Ctrl-C"
 
 
 @pytest.fixture
 def kafka_system(tmp_path: Path, unique_name: str) -> Iterator[RunningSystem]:
-    """The four services as four processes on the real Kafka and PostgreSQL, as they are deployed."""
-    base_port = 18101
-    asyncio.run(_recreate_service_databases(unique_name))
-    secret = secrets.token_urlsafe(48)
-    env = {
-        **os.environ,
-        "BATON_ENV": "production",
-        "BATON_BUS": "kafka",
-        "BATON_KAFKA_BOOTSTRAP_SERVERS": KAFKA_BOOTSTRAP,
-        "BATON_KAFKA_TOPIC_PREFIX": f"{unique_name}.",
-        "BATON_DATABASE_URL": f"{ASYNC_POSTGRES_URL}/{unique_name}_{{service}}",
-        "BATON_JWT_SECRET": secret,
-        "BATON_DATA_DIR": str(tmp_path / "data"),
-    }
-    log = tmp_path / "services.log"
-    processes: list[subprocess.Popen[bytes]] = []
-    urls: dict[str, str] = {}
-    with log.open("wb") as out:
-        for service in SERVICES:
-            port = base_port + service.offset
-            urls[service.name] = f"http://127.0.0.1:{port}"
-            processes.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "--factory",
-                        service.factory,
-                        "--port",
-                        str(port),
-                        "--no-access-log",
-                    ],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-    try:
-        _wait_ready(urls, processes, log)
-        yield RunningSystem(urls=urls, secret=secret, processes=processes)
-    finally:
-        codes = _stop(processes)
-    assert codes == [0, 0, 0, 0], f"services did not stop cleanly:\n{log.read_text()[-3000:]}"
+    """The four services as four processes on the real Kafka and PostgreSQL."""
+    with start_kafka(tmp_path, unique_name) as system:
+        yield system
+    assert system.exit_codes == [0, 0, 0, 0], "a service did not stop cleanly on SIGINT"

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningSystem
+from tests.system import RunningSystem
 
 pytestmark = pytest.mark.e2e
 
