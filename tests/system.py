@@ -32,6 +32,7 @@ class RunningSystem:
 
     urls: dict[str, str]
     secret: str
+    env: dict[str, str]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     exit_codes: list[int] = field(default_factory=list)
 
@@ -86,7 +87,7 @@ def embedded_system(workdir: Path, *, base_port: int = 18001) -> Iterator[Runnin
             stderr=subprocess.STDOUT,
         )
     urls = {s.name: f"http://127.0.0.1:{base_port + s.offset}" for s in SERVICES}
-    system = RunningSystem(urls=urls, secret="", processes=[process])
+    system = RunningSystem(urls=urls, secret="", env=env, processes=[process])
     try:
         _wait_ready(urls, [process], log)
         system.secret = (workdir / "data" / "jwt-secret").read_text().strip()
@@ -126,7 +127,7 @@ def kafka_system(workdir: Path, name: str, *, base_port: int = 18101) -> Iterato
             processes.append(
                 subprocess.Popen([*command, "--no-access-log"], env=env, stdout=out, stderr=subprocess.STDOUT)
             )
-    system = RunningSystem(urls=urls, secret=secret, processes=processes)
+    system = RunningSystem(urls=urls, secret=secret, env=env, processes=processes)
     try:
         _wait_ready(urls, processes, log)
         yield system

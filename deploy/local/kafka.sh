@@ -322,11 +322,8 @@ format_node() {
 }
 
 launch_node() {
-  local n="$1" nd bp cp
-  nd="$(node_dir "$n")"; bp="$(broker_port "$n")"; cp="$(controller_port "$n")"
-  if port_open "$bp" || port_open "$cp"; then
-    die "$NAME node $n: port $bp or $cp is already in use by another process"
-  fi
+  local n="$1" nd
+  nd="$(node_dir "$n")"
   # remember where this start begins in the log, to wait for *this* start's "started" line
   wc -c <"$nd/logs/server.log" 2>/dev/null >"$nd/.log-offset" || echo 0 >"$nd/.log-offset"
   java_cmd "$n"
@@ -339,9 +336,19 @@ launch_node() {
   for i in $(seq 1 50); do [[ -s "$(pid_file "$n")" ]] && break; sleep 0.1; done
 }
 
+# Byte offset in server.log where the current start began (0 if the log rolled since).
+log_offset() {
+  local nd="$1" off size
+  off="$(cat "$nd/.log-offset" 2>/dev/null || echo 0)"
+  [[ "$off" =~ ^[0-9]+$ ]] || off=0
+  size="$(wc -c <"$nd/logs/server.log" 2>/dev/null || echo 0)"
+  ((size >= off)) || off=0
+  echo "$off"
+}
+
 node_log_tail() {
   local nd off; nd="$(node_dir "$1")"
-  off="$(cat "$nd/.log-offset" 2>/dev/null || echo 0)"
+  off="$(log_offset "$nd")"
   echo "---- $NAME node $1: last lines of $nd/logs/server.log (this start) ----" >&2
   tail -c +"$((off + 1))" "$nd/logs/server.log" 2>/dev/null | tail -n 30 >&2 || true
   if [[ -s "$nd/kafka.out" ]]; then
@@ -353,8 +360,8 @@ node_log_tail() {
 node_started() {
   local n="$1" nd off
   nd="$(node_dir "$n")"
-  off="$(cat "$nd/.log-offset" 2>/dev/null || echo 0)"
   [[ -f "$nd/logs/server.log" ]] || return 1
+  off="$(log_offset "$nd")"
   tail -c +"$((off + 1))" "$nd/logs/server.log" | grep -q "Kafka Server started" || return 1
   port_open "$(broker_port "$n")"
 }
@@ -410,15 +417,18 @@ prepare() {
 }
 
 start_nodes() {
-  local n started=()
+  local n todo=() bp cp
   for n in "$@"; do
-    if ! node_pid "$n" >/dev/null; then
-      launch_node "$n"
-      started+=("$n")
+    node_pid "$n" >/dev/null && continue
+    bp="$(broker_port "$n")"; cp="$(controller_port "$n")"
+    if port_open "$bp" || port_open "$cp"; then
+      die "$NAME node $n: port $bp or $cp is already in use by another process"
     fi
+    todo+=("$n")
   done
-  ((${#started[@]})) || return 0
-  wait_ready "${started[@]}"
+  ((${#todo[@]})) || return 0
+  for n in "${todo[@]}"; do launch_node "$n"; done
+  wait_ready "${todo[@]}"
 }
 
 # ------------------------------------------------------------ commands ----

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -160,3 +162,17 @@ async def test_leads_flow_through_all_four_services_on_kafka_and_postgresql(
     kafka_system: RunningSystem, unique_name: str
 ) -> None:
     await run_scenario(kafka_system, unique_name)
+
+
+def test_a_second_replica_on_the_embedded_log_refuses_and_says_to_switch_to_kafka(
+    embedded_system: RunningSystem,
+) -> None:
+    second = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "--factory", "baton_scoring.app:create_app", "--port", "18090"],
+        env=embedded_system.env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert second.returncode != 0
+    assert b"BATON_BUS=kafka" in second.stderr, second.stderr.decode()[-2000:]
+    assert httpx.get(f"{embedded_system.urls['scoring']}/readyz").status_code == 200
