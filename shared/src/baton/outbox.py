@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, delete, event, select
+from sqlalchemy import Integer, String, Text, delete, event, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -24,6 +24,7 @@ from baton.events import CloudEvent, EventData, from_binary, utcnow
 logger = logging.getLogger(__name__)
 
 RELAY_KEY = "baton_outbox_relay"
+RELAY_LOCK_KEY = 0x0B470B0C  # one relay per database at a time keeps each lead's events in order
 _PENDING_KEY = "baton_outbox_pending"
 
 
@@ -100,7 +101,11 @@ def _forget_pending_after_rollback(session: Session) -> None:
 
 
 class OutboxRelay:
-    """Publishes outbox rows in order and deletes them once the bus has them."""
+    """Publishes outbox rows in order and deletes them once the bus has them.
+
+    On PostgreSQL, replicas of a service share the outbox; a transaction-scoped advisory lock lets
+    one of them relay at a time, so events leave in the order they were written.
+    """
 
     def __init__(
         self,
@@ -116,7 +121,7 @@ class OutboxRelay:
         self.idle_check_seconds = idle_check_seconds
         self.retry_pause_seconds = retry_pause_seconds
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._lock_rows = is_postgresql(engine)
+        self._postgresql = is_postgresql(engine)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -147,8 +152,11 @@ class OutboxRelay:
         """
         async with self._sessions() as session, session.begin():
             query = select(OutboxEntry).order_by(OutboxEntry.id).limit(self.batch_size)
-            if self._lock_rows:
-                query = query.with_for_update(skip_locked=True)
+            if self._postgresql and not await session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}
+            ):
+                # Another replica is relaying; it publishes these rows too, in order.
+                return 0
             entries = list((await session.scalars(query)).all())
             if not entries:
                 return 0
