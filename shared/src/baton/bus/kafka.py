@@ -148,29 +148,36 @@ class KafkaBus:
         handler: RecordHandler,
         group: str,
     ) -> None:
-        for message in messages:
-            record = Record(
-                topic=message.topic.removeprefix(self.prefix),
-                key=(message.key or b"").decode(),
-                value=message.value or b"",
-                headers=tuple(message.headers),
-                partition=message.partition,
-                offset=message.offset,
-            )
-            try:
-                await handler(record)
-            except Exception:
-                logger.exception(
-                    "handler failed; the record will be read again",
-                    extra={"group": group, "topic": record.topic, "offset": record.offset},
+        committable: int | None = None
+        try:
+            for message in messages:
+                record = Record(
+                    topic=message.topic.removeprefix(self.prefix),
+                    key=(message.key or b"").decode(),
+                    value=message.value or b"",
+                    headers=tuple(message.headers),
+                    partition=message.partition,
+                    offset=message.offset,
                 )
-                consumer.seek(partition, message.offset)
-                await asyncio.sleep(RETRY_PAUSE_SECONDS)
-                return
-            try:
-                await consumer.commit({partition: message.offset + 1})
-            except KafkaError:
-                # The group rebalanced; the new owner reads from the last commit and the inbox
-                # makes the repeat harmless.
-                logger.warning("offset commit failed", exc_info=True, extra={"group": group})
-                return
+                try:
+                    await handler(record)
+                except Exception:
+                    logger.exception(
+                        "handler failed; the record will be read again",
+                        extra={"group": group, "topic": record.topic, "offset": record.offset},
+                    )
+                    consumer.seek(partition, message.offset)
+                    await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                    return
+                committable = message.offset + 1
+        finally:
+            if committable is not None:
+                await self._commit(consumer, partition, committable, group)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, partition: TopicPartition, offset: int, group: str) -> None:
+        try:
+            await consumer.commit({partition: offset})
+        except KafkaError:
+            # The group rebalanced; the new owner reads from the last commit and the inbox makes
+            # the repeat harmless.
+            logger.warning("offset commit failed", exc_info=True, extra={"group": group})
