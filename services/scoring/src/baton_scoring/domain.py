@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -21,7 +22,9 @@ class FitRule(BaseModel):
 
     name: str
     attribute: Literal["title", "company_size", "industry", "country", "email_domain"]
-    contains_any: list[str] = Field(default_factory=list, description="Case-insensitive keywords (text fields).")
+    contains_any: list[str] = Field(
+        default_factory=list, description="Case-insensitive whole words or phrases (text fields); exact domains."
+    )
     min_value: int | None = Field(None, description="Lower bound, inclusive (numeric fields).")
     max_value: int | None = Field(None, description="Upper bound, inclusive (numeric fields).")
     points: int
@@ -38,7 +41,7 @@ class FitRule(BaseModel):
         text = value.lower()
         if self.attribute == "email_domain":
             return text in {k.lower() for k in self.contains_any}
-        return any(keyword.lower() in text for keyword in self.contains_any)
+        return any(re.search(rf"\b{re.escape(keyword.lower())}\b", text) for keyword in self.contains_any)
 
 
 def _default_grade_thresholds() -> dict[FitGrade, int]:
@@ -62,16 +65,17 @@ class ScoringModel(BaseModel):
     min_fit_grade: FitGrade = "C"
 
 
-# First matching rule per name group wins; titles are checked from most to least senior.
+# The first matching rule of each group (the name before ":") counts; "vice president" is checked before
+# "president" so that a VP is not taken for the president.
 DEFAULT_MODEL = ScoringModel(
     fit_rules=[
+        FitRule(name="title: vice president", attribute="title", contains_any=["vp", "vice president"], points=25),
         FitRule(
             name="title: executive",
             attribute="title",
             contains_any=["chief", "ceo", "cto", "cfo", "cmo", "coo", "founder", "president"],
             points=30,
         ),
-        FitRule(name="title: vice president", attribute="title", contains_any=["vp", "vice president"], points=25),
         FitRule(name="title: director or head", attribute="title", contains_any=["director", "head of"], points=20),
         FitRule(name="title: manager", attribute="title", contains_any=["manager", "lead"], points=10),
         FitRule(name="company size: enterprise", attribute="company_size", min_value=1000, points=15),

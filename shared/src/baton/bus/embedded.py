@@ -47,9 +47,14 @@ RETRY_PAUSE_SECONDS = 1.0
 
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
-    await conn.execute("PRAGMA busy_timeout = 30000")
-    await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute("PRAGMA synchronous = FULL")
+    try:
+        await conn.execute("PRAGMA busy_timeout = 30000")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+    except BaseException:
+        # Cancelled (a service stopping as it starts) or failed: never leave the connection's thread behind.
+        await asyncio.shield(conn.close())
+        raise
     return conn
 
 
@@ -113,7 +118,7 @@ class EmbeddedLog:
             return False
         return True
 
-    def _claim_group(self, group: str) -> None:
+    def _claim_group(self, group: str) -> int:
         lock_path = self.path.with_name(f"{self.path.name}.{group}.lock")
         fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
@@ -125,10 +130,20 @@ class EmbeddedLog:
                 "serves one replica per service: set BATON_BUS=kafka to run more"
             ) from None
         self._lock_fds.append(fd)
+        return fd
+
+    def _release_group(self, fd: int) -> None:
+        if fd in self._lock_fds:
+            self._lock_fds.remove(fd)
+            os.close(fd)
 
     async def consume(self, group: str, topics: Sequence[str], handler: RecordHandler) -> None:
-        self._claim_group(group)
-        conn = await _connect(self.path)
+        claim = self._claim_group(group)
+        try:
+            conn = await _connect(self.path)
+        except BaseException:
+            self._release_group(claim)
+            raise
         try:
             positions = dict.fromkeys(topics, 0)
             async with conn.execute(
@@ -159,7 +174,8 @@ class EmbeddedLog:
                     )
                     positions[record.topic] = record.offset
         finally:
-            await conn.close()
+            await asyncio.shield(conn.close())
+            self._release_group(claim)
 
     async def _read_batch(self, conn: aiosqlite.Connection, positions: dict[str, int]) -> list[Record]:
         records: list[Record] = []
