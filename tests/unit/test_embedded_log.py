@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 import pytest
 
 from baton.bus import Record, ReplicaRefused
@@ -129,8 +132,10 @@ async def test_second_consumer_of_a_running_group_is_refused(
     async def never_called(_: Record) -> None:
         raise AssertionError("the refused replica must not consume")
 
-    other = embedded_log if second_replica_on == "the same log" else EmbeddedLog(tmp_path / "bus.db")
-    await other.start()
+    other = embedded_log
+    if second_replica_on == "another log on the same file":
+        other = EmbeddedLog(tmp_path / "bus.db")
+        await other.start()
     first = asyncio.create_task(embedded_log.consume("scoring", [TOPIC], holds_the_record))
     try:
         await asyncio.wait_for(first_is_running.wait(), READ_TIMEOUT_SECONDS)
@@ -161,3 +166,49 @@ async def test_group_can_be_consumed_again_once_its_replica_stopped(
         await successor.stop()
 
     assert _values(received) == [b'{"n":0}']
+
+
+async def test_group_can_be_consumed_again_on_the_same_log_after_its_consumer_ended(
+    embedded_log: EmbeddedLog, consume_records: ConsumeRecords
+) -> None:
+    # ServiceRuntime restarts a consumer that failed on the same bus instance; that restart is not a second replica.
+    await embedded_log.publish(_records(2))
+    first = await consume_records(embedded_log, "scoring", [TOPIC], 1)
+
+    restarted = await consume_records(embedded_log, "scoring", [TOPIC], 2)
+
+    assert _values(first) == [b'{"n":0}']
+    assert _values(restarted) == [b'{"n":0}', b'{"n":1}']
+
+
+def _open_log_connections() -> int:
+    # Every open aiosqlite connection runs one worker thread until it is closed.
+    return sum(1 for thread in threading.enumerate() if "_connection_worker_thread" in thread.name)
+
+
+async def test_consumer_cancelled_while_opening_its_connection_closes_it(
+    embedded_log: EmbeddedLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A service stopped right after it started cancels its consumers while they set up their connection.
+    configuring = asyncio.Event()
+    execute = aiosqlite.Connection.execute
+
+    def execute_that_stalls_while_configuring(self: aiosqlite.Connection, sql: str, *args: Any) -> Any:
+        if sql.startswith("PRAGMA journal_mode"):
+            configuring.set()
+            return asyncio.Future()  # never done: the consumer is cancelled while configuring its connection
+        return execute(self, sql, *args)
+
+    async def never_called(_: Record) -> None:
+        raise AssertionError("no record was published")
+
+    connections_before = _open_log_connections()
+    monkeypatch.setattr(aiosqlite.Connection, "execute", execute_that_stalls_while_configuring)
+
+    await run_until(embedded_log.consume("scoring", [TOPIC], never_called), configuring)
+
+    for _ in range(100):
+        if _open_log_connections() <= connections_before:
+            break
+        await asyncio.sleep(0.01)
+    assert _open_log_connections() <= connections_before, "the cancelled consumer left its log connection open"

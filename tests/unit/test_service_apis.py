@@ -1,0 +1,271 @@
+"""The services' HTTP APIs, driven in-process on SQLite and the embedded log in tmp_path."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+
+from baton.auth import issue_token
+from baton.bus import Record
+from baton.bus.embedded import EmbeddedLog
+from baton.events import LEADS_INGESTED
+from baton.outbox import decode_record
+from baton.settings import Settings
+from baton_handoff.app import create_app as create_handoff_app
+from baton_handoff.settings import HandoffSettings
+from baton_lead_ingest.app import create_app as create_ingest_app
+from baton_lead_ingest.settings import IngestSettings
+from baton_metrics.app import create_app as create_metrics_app
+from baton_metrics.settings import MetricsSettings
+from baton_scoring.app import create_app as create_scoring_app
+from baton_scoring.settings import ScoringSettings
+
+ConsumeRecords = Callable[[EmbeddedLog, str, Sequence[str], int], Awaitable[list[Record]]]
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass
+class RunningService:
+    client: httpx.AsyncClient
+    settings: Settings
+
+    def token(self, *scopes: str, rep_id: str | None = None) -> dict[str, str]:
+        """An Authorization header with a token this service trusts."""
+        token = issue_token(self.settings.signing_secret(), scopes=list(scopes), rep_id=rep_id)
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """create_app() routes the root logger through its JSON handler; put pytest's set-up back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@asynccontextmanager
+async def running(create_app: Callable[[Any], FastAPI], settings: Settings) -> AsyncIterator[RunningService]:
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        yield RunningService(client=client, settings=settings)
+
+
+@pytest.fixture
+async def ingest(tmp_path: Path) -> AsyncIterator[RunningService]:
+    async with running(create_ingest_app, IngestSettings(data_dir=tmp_path)) as service:
+        yield service
+
+
+@pytest.fixture
+async def handoff(tmp_path: Path) -> AsyncIterator[RunningService]:
+    async with running(create_handoff_app, HandoffSettings(data_dir=tmp_path)) as service:
+        yield service
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["detail"]
+    return body
+
+
+# lead-ingest
+
+
+async def test_posting_a_lead_without_a_token_is_unauthorized(ingest: RunningService) -> None:
+    response = await ingest.client.post("/v1/leads", json={"email": "jane@example.com"})
+
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_posting_a_lead_with_an_invalid_token_is_unauthorized(ingest: RunningService) -> None:
+    forged = issue_token("another-secret-" + "x" * 40, scopes=["leads:write"])
+
+    response = await ingest.client.post(
+        "/v1/leads", json={"email": "jane@example.com"}, headers={"Authorization": f"Bearer {forged}"}
+    )
+
+    assert_problem(response, 401)
+
+
+async def test_posting_a_lead_with_a_metrics_token_is_forbidden(ingest: RunningService) -> None:
+    response = await ingest.client.post(
+        "/v1/leads", json={"email": "jane@example.com"}, headers=ingest.token("metrics:read")
+    )
+
+    body = assert_problem(response, 403)
+    assert "leads:write" in body["detail"]
+
+
+async def test_invalid_lead_is_rejected_listing_every_failing_field(ingest: RunningService) -> None:
+    response = await ingest.client.post(
+        "/v1/leads",
+        json={"email": "not-an-address", "nickname": "JD", "company_size": -3},
+        headers=ingest.token("leads:write"),
+    )
+
+    body = assert_problem(response, 422)
+    failing = {tuple(error["loc"]) for error in body["errors"]}
+    assert failing == {("body", "email"), ("body", "nickname"), ("body", "company_size")}
+
+
+async def test_valid_lead_is_accepted_as_received(ingest: RunningService) -> None:
+    response = await ingest.client.post(
+        "/v1/leads",
+        json={"email": "jane.doe@example.com", "first_name": "Jane", "company": "Acme", "title": "CMO"},
+        headers=ingest.token("leads:write"),
+    )
+
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body == {"lead_id": body["lead_id"], "status": "received", "duplicate": False}
+    assert body["lead_id"]
+
+
+async def test_accepted_lead_is_published_as_lead_received(
+    ingest: RunningService, tmp_path: Path, consume_records: ConsumeRecords
+) -> None:
+    response = await ingest.client.post(
+        "/v1/leads", json={"email": "jane.doe@example.com", "title": "CMO"}, headers=ingest.token("leads:write")
+    )
+    log = EmbeddedLog(tmp_path / "bus.db", poll_interval=0.01)
+    await log.start()
+    try:
+        [record] = await consume_records(log, "test-reader", [LEADS_INGESTED], 1)
+    finally:
+        await log.stop()
+
+    event = decode_record(record)
+    assert event.type == "baton.lead.received.v1"
+    assert event.subject == response.json()["lead_id"]
+    assert event.data["email"] == "jane.doe@example.com"
+    assert event.data["title"] == "CMO"
+
+
+async def test_same_person_with_differently_cased_email_merges_into_the_same_lead(ingest: RunningService) -> None:
+    writer = ingest.token("leads:write")
+
+    first = await ingest.client.post("/v1/leads", json={"email": "jane.doe@example.com"}, headers=writer)
+    again = await ingest.client.post("/v1/leads", json={"email": "  Jane.Doe@EXAMPLE.com "}, headers=writer)
+
+    assert first.json()["duplicate"] is False
+    assert again.status_code == 202
+    assert again.json() == {"lead_id": first.json()["lead_id"], "status": "received", "duplicate": True}
+
+
+async def test_same_idempotency_key_repeats_the_first_answer(ingest: RunningService) -> None:
+    headers = {**ingest.token("leads:write"), "Idempotency-Key": "form-submission-42"}
+
+    first = await ingest.client.post("/v1/leads", json={"email": "jane.doe@example.com"}, headers=headers)
+    again = await ingest.client.post("/v1/leads", json={"email": "jane.doe@example.com"}, headers=headers)
+
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert again.json()["duplicate"] is False
+
+
+# handoff
+
+REP = {"rep_id": "rep-ana", "name": "Ana", "team": "emea", "territories": ["DE"], "capacity": 20}
+
+
+async def test_creating_a_rep_needs_an_admin_token(handoff: RunningService) -> None:
+    response = await handoff.client.post("/v1/reps", json=REP, headers=handoff.token("assignments:read"))
+
+    assert_problem(response, 403)
+
+
+async def test_admin_creates_a_rep(handoff: RunningService) -> None:
+    admin = handoff.token("admin")
+
+    created = await handoff.client.post("/v1/reps", json=REP, headers=admin)
+    fetched = await handoff.client.get("/v1/reps/rep-ana", headers=admin)
+
+    assert created.status_code == 201, created.text
+    assert fetched.status_code == 200
+    assert fetched.json()["name"] == "Ana"
+    assert fetched.json()["status"] == "available"
+
+
+async def test_creating_the_same_rep_twice_is_a_conflict(handoff: RunningService) -> None:
+    admin = handoff.token("admin")
+    await handoff.client.post("/v1/reps", json=REP, headers=admin)
+
+    response = await handoff.client.post("/v1/reps", json={**REP, "name": "Another Ana"}, headers=admin)
+
+    body = assert_problem(response, 409)
+    assert "rep-ana" in body["detail"]
+    assert (await handoff.client.get("/v1/reps/rep-ana", headers=admin)).json()["name"] == "Ana"
+
+
+async def test_rep_token_cannot_list_another_reps_assignments(handoff: RunningService) -> None:
+    response = await handoff.client.get(
+        "/v1/assignments", params={"rep_id": "rep-ben"}, headers=handoff.token("assignments:read", rep_id="rep-ana")
+    )
+
+    assert_problem(response, 403)
+
+
+async def test_rep_token_lists_its_own_assignments(handoff: RunningService) -> None:
+    response = await handoff.client.get("/v1/assignments", headers=handoff.token("assignments:read", rep_id="rep-ana"))
+
+    assert response.status_code == 200
+    assert response.json() == {"items": [], "next_cursor": None}
+
+
+async def test_unknown_assignment_is_not_found(handoff: RunningService) -> None:
+    response = await handoff.client.get("/v1/assignments/no-such-assignment", headers=handoff.token("admin"))
+
+    body = assert_problem(response, 404)
+    assert "no-such-assignment" in body["detail"]
+
+
+# every service
+
+SERVICES = [
+    pytest.param(create_ingest_app, IngestSettings, "lead-ingest", id="lead-ingest"),
+    pytest.param(create_scoring_app, ScoringSettings, "scoring", id="scoring"),
+    pytest.param(create_handoff_app, HandoffSettings, "handoff", id="handoff"),
+    pytest.param(create_metrics_app, MetricsSettings, "metrics", id="metrics"),
+]
+
+
+@pytest.mark.parametrize(("create_app", "settings_class", "name"), SERVICES)
+async def test_service_is_alive_ready_and_exposes_prometheus_metrics(
+    tmp_path: Path, create_app: Callable[[Any], FastAPI], settings_class: type[Settings], name: str
+) -> None:
+    async with running(create_app, settings_class(data_dir=tmp_path)) as service:
+        health = await service.client.get("/healthz")
+        ready = await service.client.get("/readyz")
+        metrics = await service.client.get("/metrics")
+
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok"}
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"database": True, "bus": True}}
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    counted = {
+        (sample.labels["service"], sample.labels["route"], sample.labels["status"])
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+        if sample.name == "baton_http_requests_total"
+    }
+    assert (name, "/healthz", "200") in counted
