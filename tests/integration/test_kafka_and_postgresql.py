@@ -15,7 +15,7 @@ from baton.bus import Record
 from baton.bus.kafka import KafkaBus
 from baton.consumer import EventConsumer
 from baton.db import create_sessionmaker
-from baton.events import LEADS_INGESTED, CloudEvent, LeadReceived, from_binary
+from baton.events import LEADS_INGESTED, CloudEvent, LeadReceived, dlq_topic, from_binary
 from baton.outbox import RELAY_KEY, OutboxEntry, OutboxRelay, add_event
 from tests.conftest import KAFKA_BOOTSTRAP
 
@@ -31,7 +31,12 @@ def received(lead_id: str) -> CloudEvent:
 
 
 async def collect(bus: KafkaBus, group: str, count: int) -> list[Record]:
-    """Consumes until ``count`` records arrived, then stops."""
+    """Consumes leads.ingested until ``count`` records arrived, then stops."""
+    return await collect_from(bus, group, LEADS_INGESTED, count)
+
+
+async def collect_from(bus: KafkaBus, group: str, topic: str, count: int) -> list[Record]:
+    """Consumes a topic until ``count`` records arrived, then stops."""
     seen: list[Record] = []
     done = asyncio.Event()
 
@@ -40,7 +45,7 @@ async def collect(bus: KafkaBus, group: str, count: int) -> list[Record]:
         if len(seen) >= count:
             done.set()
 
-    task = asyncio.create_task(bus.consume(group, [LEADS_INGESTED], handler))
+    task = asyncio.create_task(bus.consume(group, [topic], handler))
     try:
         await asyncio.wait_for(done.wait(), WAIT_SECONDS)
     finally:
@@ -169,3 +174,32 @@ async def test_consumer_killed_after_commit_but_before_offset_commit_applies_the
         await asyncio.gather(task, return_exceptions=True)
     assert len(redelivered) == 1, "the uncommitted event should come back after the crash"
     assert await applied_count(pg_engine) == 1
+
+
+async def test_poison_event_goes_to_the_dlq_and_the_consumer_keeps_going(
+    kafka_bus: KafkaBus, pg_engine: AsyncEngine
+) -> None:
+    good = received("after-poison")
+    poison = Record(topic=LEADS_INGESTED, key="poison", value=b"{not json", headers=(("ce_type", b"x"),))
+    await kafka_bus.publish([poison, Record.from_event(good)])
+    consumer = EventConsumer(
+        group="poisoned",
+        handlers={LeadReceived.event_type: record_lead},
+        bus=kafka_bus,
+        sessions=create_sessionmaker(pg_engine),
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        dead = await collect_from(kafka_bus, "dlq-reader", dlq_topic(LEADS_INGESTED), 1)
+        async with asyncio.timeout(WAIT_SECONDS):
+            while await applied_count(pg_engine) < 1:  # noqa: ASYNC110 - the state lives in PostgreSQL
+                await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert dead[0].value == poison.value
+    assert dead[0].header("baton_consumer_group") == "poisoned"
+    assert dead[0].header("baton_attempts") == "1"
+    assert "missing CloudEvents header ce_id" in (dead[0].header("baton_error") or "")
+    async with pg_engine.connect() as conn:
+        assert (await conn.execute(text("SELECT lead_id FROM applied"))).scalars().all() == ["after-poison"]
