@@ -16,6 +16,7 @@ from baton.events import TOPICS, dlq_topic
 logger = logging.getLogger(__name__)
 
 RETRY_PAUSE_SECONDS = 1.0
+PING_TIMEOUT_SECONDS = 3.0
 
 
 class KafkaBus:
@@ -112,9 +113,12 @@ class KafkaBus:
             raise
 
     async def ping(self) -> bool:
-        try:
+        async def metadata() -> None:
             producer = await self._producer_or_new()
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=3)
+            await producer.client.fetch_all_metadata()
+
+        try:
+            await asyncio.wait_for(metadata(), timeout=PING_TIMEOUT_SECONDS)
         except Exception:
             logger.warning("kafka unreachable", exc_info=True)
             return False
