@@ -25,6 +25,11 @@ class FakeProducer:
         self.started = self.stopped = False
         self.fails = self.fail_first_instance and not self.instances
         self.instances.append(self)
+        self.client = self
+
+    async def fetch_all_metadata(self) -> None:
+        if not self.started or self.stopped:
+            raise KafkaTimeoutError()
 
     async def start(self) -> None:
         self.started = True
@@ -78,3 +83,20 @@ async def test_producer_is_rebuilt_after_a_send_whose_outcome_is_unknown(fake_pr
     assert first.stopped, "the producer with unknown in-flight sends must be discarded"
     assert second.started and not second.stopped
     assert [sent[0] for sent in second.sent] == ["leads.ingested"]
+
+
+async def test_readiness_reports_a_lost_producer_and_reconnects_in_the_background(
+    fake_producer: type[FakeProducer],
+) -> None:
+    fake_producer.fail_first_instance = True
+    bus = KafkaBus(bootstrap_servers="127.0.0.1:1")
+    with pytest.raises(KafkaTimeoutError):
+        await bus.publish([RECORD])
+
+    assert await bus.ping() is False
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert len(fake_producer.instances) == 2 and fake_producer.instances[1].started
+    assert await bus.ping() is True
+    await bus.stop()
+    assert fake_producer.instances[1].stopped

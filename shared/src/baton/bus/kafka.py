@@ -19,6 +19,11 @@ RETRY_PAUSE_SECONDS = 1.0
 PING_TIMEOUT_SECONDS = 3.0
 
 
+def _log_reconnect_failure(task: asyncio.Task[AIOKafkaProducer]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("kafka producer could not reconnect", exc_info=task.exception())
+
+
 class KafkaBus:
     """Apache Kafka through aiokafka; Baton's topics are created on start when missing.
 
@@ -42,12 +47,16 @@ class KafkaBus:
         self.prefix = prefix
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
+        self._reconnecting: asyncio.Task[AIOKafkaProducer] | None = None
 
     async def start(self) -> None:
         await self.ensure_topics([*TOPICS, *(dlq_topic(t) for t in TOPICS)])
         await self._producer_or_new()
 
     async def stop(self) -> None:
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            await asyncio.gather(self._reconnecting, return_exceptions=True)
         async with self._producer_lock:
             if self._producer is not None:
                 await self._producer.stop()
@@ -113,12 +122,16 @@ class KafkaBus:
             raise
 
     async def ping(self) -> bool:
-        async def metadata() -> None:
-            producer = await self._producer_or_new()
-            await producer.client.fetch_all_metadata()
-
+        producer = self._producer
+        if producer is None:
+            # Reconnect in the background: a readiness probe must answer fast, and a producer
+            # abandoned half-started would leak its connections.
+            if self._reconnecting is None or self._reconnecting.done():
+                self._reconnecting = asyncio.create_task(self._producer_or_new())
+                self._reconnecting.add_done_callback(_log_reconnect_failure)
+            return False
         try:
-            await asyncio.wait_for(metadata(), timeout=PING_TIMEOUT_SECONDS)
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=PING_TIMEOUT_SECONDS)
         except Exception:
             logger.warning("kafka unreachable", exc_info=True)
             return False
