@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import asyncpg
 import pytest
@@ -24,6 +25,16 @@ async def recreate_database(name: str) -> str:
     finally:
         await conn.close()
     return f"{POSTGRES_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """create_app() routes the root logger through its JSON handler; put pytest's set-up back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,16 +41,6 @@ class RunningService:
         """An Authorization header with a token this service trusts."""
         token = issue_token(self.settings.signing_secret(), scopes=list(scopes), rep_id=rep_id)
         return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logging() -> Iterator[None]:
-    """create_app() routes the root logger through its JSON handler; put pytest's set-up back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @asynccontextmanager
