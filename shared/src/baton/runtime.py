@@ -66,10 +66,11 @@ class ServiceRuntime:
             )
             self._tasks.append(asyncio.create_task(self._supervise(consumer), name=f"{group}-consumer"))
         await asyncio.sleep(0)
-        for task in self._tasks:
-            if task.done() and task.exception() is not None:
-                await self.stop()
-                raise task.exception()  # type: ignore[misc]
+        failure = next((t.exception() for t in self._tasks if t.done() and t.exception() is not None), None)
+        if failure is not None:
+            logger.error("refusing to start: %s", failure)
+            await self.stop()
+            raise failure
         logger.info("service started", extra={"bus": self.settings.bus, "service_name": self.spec.name})
 
     async def _supervise(self, consumer: EventConsumer) -> None:
