@@ -57,7 +57,7 @@ async def all_assignments(client: httpx.AsyncClient, system: RunningSystem, **he
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
-        params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+        params = {"limit": "30", **({"cursor": cursor} if cursor else {})}
         response = await client.get(f"{system.urls['handoff']}/v1/assignments", params=params, headers=headers)
         assert response.status_code == 200, response.text
         page = response.json()

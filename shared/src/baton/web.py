@@ -26,6 +26,7 @@ from baton.runtime import ServiceRuntime
 logger = logging.getLogger(__name__)
 
 ItemT = TypeVar("ItemT")
+RowT = TypeVar("RowT")
 
 
 class Page(BaseModel, Generic[ItemT]):
@@ -33,6 +34,24 @@ class Page(BaseModel, Generic[ItemT]):
 
     items: list[ItemT]
     next_cursor: str | None
+
+    @classmethod
+    def of(
+        cls, rows: Sequence[RowT], *, limit: int, item: Callable[[RowT], ItemT], cursor: Callable[[RowT], str]
+    ) -> Page[ItemT]:
+        """Builds a page from up to ``limit + 1`` rows fetched in cursor order.
+
+        Args:
+            rows: The rows the query returned; one past ``limit`` means there is a next page.
+            limit: The page size asked for.
+            item: Turns a row into the item served.
+            cursor: The cursor value of a row.
+
+        Returns:
+            The page.
+        """
+        shown = rows[:limit]
+        return cls(items=[item(r) for r in shown], next_cursor=cursor(shown[-1]) if len(rows) > limit else None)
 
 
 PROBLEM_JSON = "application/problem+json"

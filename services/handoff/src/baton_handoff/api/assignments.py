@@ -89,10 +89,8 @@ async def list_assignments(
         if not cursor.isdigit():
             raise _BadCursor("cursor must be a value from next_cursor")
         query = query.where(Assignment.seq > int(cursor))
-    rows = list((await session.scalars(query)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(items=[_out(a) for a in rows], next_cursor=str(rows[-1].seq) if more else None)
+    rows = (await session.scalars(query)).all()
+    return Page.of(rows, limit=limit, item=_out, cursor=lambda a: str(a.seq))
 
 
 @router.get("/{assignment_id}")

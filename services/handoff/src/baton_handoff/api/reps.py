@@ -42,10 +42,8 @@ async def list_reps(
     query = select(Rep).order_by(Rep.rep_id).limit(limit + 1)
     if cursor:
         query = query.where(Rep.rep_id > cursor)
-    reps = list((await session.scalars(query)).all())
-    more = len(reps) > limit
-    reps = reps[:limit]
-    return Page(items=[RepOut.model_validate(r) for r in reps], next_cursor=reps[-1].rep_id if more else None)
+    reps = (await session.scalars(query)).all()
+    return Page.of(reps, limit=limit, item=RepOut.model_validate, cursor=lambda r: r.rep_id)
 
 
 async def _rep(session: SessionDep, rep_id: str) -> Rep:
