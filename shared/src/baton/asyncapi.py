@@ -9,8 +9,6 @@ from typing import Any
 
 from baton.events import EVENT_MODELS, TOPICS, dlq_topic
 
-DOCUMENT_PATH = Path("docs/asyncapi.json")
-
 
 def _message_name(event_type: str) -> str:
     return "".join(part.capitalize() for part in event_type.removeprefix("baton.").replace("_", ".").split("."))

@@ -43,10 +43,3 @@ class Forbidden(BatonError):
 
     status = 403
     title = "Forbidden"
-
-
-class Unavailable(BatonError):
-    """A dependency (database, bus) is down; try again shortly."""
-
-    status = 503
-    title = "Service unavailable"
