@@ -21,7 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from baton.auth import InvalidToken, Principal, verify_token
 from baton.errors import BatonError, Forbidden, Unauthorized
-from baton.runtime import ServiceRuntime
+from baton.logs import configure_logging
+from baton.runtime import ServiceRuntime, ServiceSpec
+from baton.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -186,17 +188,22 @@ def _health_router() -> APIRouter:
     return router
 
 
-def create_service_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, description: str) -> FastAPI:
-    """Builds a service's FastAPI app around its runtime.
+def create_service_app(
+    spec: ServiceSpec, settings: Settings, routers: Sequence[APIRouter], *, description: str
+) -> FastAPI:
+    """Builds a service's FastAPI app: JSON logs, its runtime (started and stopped by the lifespan), routes.
 
     Args:
-        runtime: The service's runtime; started and stopped by the app's lifespan.
+        spec: What makes the service itself: name, database, migrations, event handlers.
+        settings: The service's settings.
         routers: The service's API routers.
         description: One paragraph for the OpenAPI page.
 
     Returns:
         The app, ready for uvicorn.
     """
+    configure_logging(spec.name, settings.log_level)
+    runtime = ServiceRuntime(spec, settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

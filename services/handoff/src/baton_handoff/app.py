@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from baton.logs import configure_logging
-from baton.runtime import ServiceRuntime, ServiceSpec
+from baton.runtime import ServiceSpec
 from baton.web import create_service_app
 from baton_handoff.api import assignments, reps
 from baton_handoff.consumers import make_handlers
@@ -15,7 +14,6 @@ from baton_handoff.settings import HandoffSettings
 def create_app(settings: HandoffSettings | None = None) -> FastAPI:
     """Builds the handoff app."""
     settings = settings or HandoffSettings()
-    configure_logging("handoff", settings.log_level)
     spec = ServiceSpec(
         name="handoff",
         database="baton_handoff",
@@ -23,7 +21,8 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
         consumers={"handoff": make_handlers(settings)},
     )
     return create_service_app(
-        ServiceRuntime(spec, settings),
+        spec,
+        settings,
         [reps.router, assignments.router],
         description="Routes MQLs to reps with SLA deadlines and serves the sales tools' API.",
     )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from baton.logs import configure_logging
-from baton.runtime import ServiceRuntime, ServiceSpec
+from baton.runtime import ServiceSpec
 from baton.web import create_service_app
 from baton_lead_ingest.api import leads
 from baton_lead_ingest.settings import IngestSettings
@@ -16,9 +15,9 @@ SPEC = ServiceSpec(name="lead-ingest", database="baton_lead_ingest", migrations=
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
     """Builds the lead-ingest app."""
     settings = settings or IngestSettings()
-    configure_logging(SPEC.name, settings.log_level)
     return create_service_app(
-        ServiceRuntime(SPEC, settings),
+        SPEC,
+        settings,
         [leads.router],
         description="Webhook and API intake: validates leads, merges duplicates, publishes lead.received.",
     )

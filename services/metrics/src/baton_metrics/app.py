@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from baton.logs import configure_logging
-from baton.runtime import ServiceRuntime, ServiceSpec
+from baton.runtime import ServiceSpec
 from baton.web import create_service_app
 from baton_metrics.api import kpis
 from baton_metrics.consumers import HANDLERS
@@ -22,9 +21,9 @@ SPEC = ServiceSpec(
 def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     """Builds the metrics app."""
     settings = settings or MetricsSettings()
-    configure_logging(SPEC.name, settings.log_level)
     return create_service_app(
-        ServiceRuntime(SPEC, settings),
+        SPEC,
+        settings,
         [kpis.router],
         description="Running KPI totals for marketing and sales, exactly once per event.",
     )

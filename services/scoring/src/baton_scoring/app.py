@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from baton.logs import configure_logging
-from baton.runtime import ServiceRuntime, ServiceSpec
+from baton.runtime import ServiceSpec
 from baton.web import create_service_app
 from baton_scoring.api import scores
 from baton_scoring.consumers import HANDLERS
@@ -22,9 +21,9 @@ SPEC = ServiceSpec(
 def create_app(settings: ScoringSettings | None = None) -> FastAPI:
     """Builds the scoring app."""
     settings = settings or ScoringSettings()
-    configure_logging(SPEC.name, settings.log_level)
     return create_service_app(
-        ServiceRuntime(SPEC, settings),
+        SPEC,
+        settings,
         [scores.router],
         description="Scores leads with a versioned model and decides which become MQLs.",
     )
