@@ -187,6 +187,8 @@ class LeadAssigned(EventData):
     assignment_id: str
     rep_id: str
     team: str | None = None
+    source: str | None = None
+    campaign: str | None = None
     rule: str
     attempt: int
     accept_due_at: datetime
@@ -205,6 +207,8 @@ class LeadStatusChanged(EventData):
     assignment_id: str
     rep_id: str
     team: str | None = None
+    source: str | None = None
+    campaign: str | None = None
     status: AssignmentStatus
     reason: str | None = None
     amount: Decimal | None = None

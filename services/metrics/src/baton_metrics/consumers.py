@@ -1,4 +1,8 @@
-"""metrics' event handlers: every event counted once, by day × source × campaign × team × rep."""
+"""metrics' event handlers: every event counted once, by day × source × campaign × team × rep.
+
+Each event carries the dimensions it is counted by, so counts are right whatever order the
+topics are read in (Kafka orders a lead's events within a topic, not across topics).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.consumer import EventHandler
 from baton.events import CloudEvent, LeadAssigned, LeadQualified, LeadReceived, LeadStatusChanged
-from baton_metrics.models import KpiCounter, LeadOrigin
+from baton_metrics.models import KpiCounter
 
 UNKNOWN = ""
 
@@ -21,17 +25,17 @@ async def count(
     *,
     kpi: str,
     at: datetime,
-    lead_id: str,
+    source: str | None,
+    campaign: str | None,
     team: str | None = None,
     rep_id: str | None = None,
     amount: Decimal | None = None,
 ) -> None:
     """Adds one to a KPI's running total (and ``amount`` to its sum), in the event's transaction."""
-    origin = await session.get(LeadOrigin, lead_id)
     values = {
         "day": at.date(),
-        "source": origin.source if origin else UNKNOWN,
-        "campaign": origin.campaign if origin else UNKNOWN,
+        "source": source or UNKNOWN,
+        "campaign": campaign or UNKNOWN,
         "team": team or UNKNOWN,
         "rep_id": rep_id or UNKNOWN,
         "kpi": kpi,
@@ -48,33 +52,32 @@ async def count(
 
 
 async def on_lead_received(event: CloudEvent, session: AsyncSession) -> None:
-    """Counts a received lead and remembers its source and campaign."""
+    """Counts a received lead."""
     data = event.payload()
     assert isinstance(data, LeadReceived)
-    session.add(
-        LeadOrigin(
-            lead_id=data.lead_id,
-            source=data.source or UNKNOWN,
-            campaign=data.campaign or UNKNOWN,
-            received_at=data.received_at,
-        )
-    )
-    await session.flush()
-    await count(session, kpi="received", at=data.received_at, lead_id=data.lead_id)
+    await count(session, kpi="received", at=data.received_at, source=data.source, campaign=data.campaign)
 
 
 async def on_lead_qualified(event: CloudEvent, session: AsyncSession) -> None:
     """Counts an MQL."""
     data = event.payload()
     assert isinstance(data, LeadQualified)
-    await count(session, kpi="mql", at=event.time, lead_id=data.lead_id)
+    await count(session, kpi="mql", at=event.time, source=data.lead.source, campaign=data.lead.campaign)
 
 
 async def on_lead_assigned(event: CloudEvent, session: AsyncSession) -> None:
     """Counts an assignment for its team and rep."""
     data = event.payload()
     assert isinstance(data, LeadAssigned)
-    await count(session, kpi="assigned", at=event.time, lead_id=data.lead_id, team=data.team, rep_id=data.rep_id)
+    await count(
+        session,
+        kpi="assigned",
+        at=event.time,
+        source=data.source,
+        campaign=data.campaign,
+        team=data.team,
+        rep_id=data.rep_id,
+    )
 
 
 async def on_status_changed(event: CloudEvent, session: AsyncSession) -> None:
@@ -85,7 +88,8 @@ async def on_status_changed(event: CloudEvent, session: AsyncSession) -> None:
         session,
         kpi=data.status,
         at=data.occurred_at,
-        lead_id=data.lead_id,
+        source=data.source,
+        campaign=data.campaign,
         team=data.team,
         rep_id=data.rep_id,
         amount=data.amount if data.status == "won" else None,

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
 from sqlalchemy import Date, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from baton.db import Base, UTCDateTime
-
-
-class LeadOrigin(Base):
-    """Where a lead came from, so later events can be counted by source and campaign."""
-
-    __tablename__ = "lead_origins"
-
-    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    source: Mapped[str] = mapped_column(String(200))
-    campaign: Mapped[str] = mapped_column(String(200))
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+from baton.db import Base
 
 
 class KpiCounter(Base):

@@ -1,4 +1,4 @@
-"""metrics: lead origins, KPI counters, outbox and inbox.
+"""metrics: KPI counters, outbox and inbox.
 
 Revision ID: 0001
 """
@@ -13,13 +13,6 @@ down_revision = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "lead_origins",
-        sa.Column("lead_id", sa.String(64), primary_key=True),
-        sa.Column("source", sa.String(200), nullable=False),
-        sa.Column("campaign", sa.String(200), nullable=False),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-    )
     op.create_table(
         "kpi_counters",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -38,4 +31,3 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("kpi_counters")
-    op.drop_table("lead_origins")
