@@ -101,7 +101,7 @@ async def test_every_consumer_group_gets_every_record(
 async def test_record_whose_handler_raised_is_delivered_again(
     embedded_log: EmbeddedLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("baton.bus.embedded.RETRY_PAUSE_SECONDS", 0.01)
+    monkeypatch.setattr("baton.bus.HANDLER_RETRY_PAUSE_SECONDS", 0.01)
     await embedded_log.publish(_records(2))
     seen: list[bytes] = []
     second_record_done = asyncio.Event()

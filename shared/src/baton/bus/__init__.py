@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -10,6 +12,8 @@ from baton.events import CloudEvent, to_binary
 
 if TYPE_CHECKING:
     from baton.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,31 @@ class Record:
 
 
 RecordHandler = Callable[[Record], Awaitable[None]]
+
+HANDLER_RETRY_PAUSE_SECONDS = 1.0
+
+
+async def handle_or_pause(handler: RecordHandler, record: Record, *, group: str) -> bool:
+    """Calls a transport's handler; on failure logs it and pauses before the record is read again.
+
+    Args:
+        handler: The consumer's handler.
+        record: The record to hand over.
+        group: The consumer group, for the log.
+
+    Returns:
+        True when the handler succeeded, so the group's position may move past the record.
+    """
+    try:
+        await handler(record)
+    except Exception:
+        logger.exception(
+            "handler failed; the record will be read again",
+            extra={"group": group, "topic": record.topic, "offset": record.offset},
+        )
+        await asyncio.sleep(HANDLER_RETRY_PAUSE_SECONDS)
+        return False
+    return True
 
 
 class ReplicaRefused(RuntimeError):

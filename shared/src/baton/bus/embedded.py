@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from baton.bus import Record, RecordHandler, ReplicaRefused
+from baton.bus import Record, RecordHandler, ReplicaRefused, handle_or_pause
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ CREATE TABLE IF NOT EXISTS offsets (
 """
 
 BATCH_SIZE = 200
-RETRY_PAUSE_SECONDS = 1.0
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -158,14 +157,7 @@ class EmbeddedLog:
                     await asyncio.sleep(self.poll_interval)
                     continue
                 for record in batch:
-                    try:
-                        await handler(record)
-                    except Exception:
-                        logger.exception(
-                            "handler failed; the record will be read again",
-                            extra={"group": group, "topic": record.topic, "offset": record.offset},
-                        )
-                        await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                    if not await handle_or_pause(handler, record, group=group):
                         break
                     await conn.execute(
                         "INSERT INTO offsets (group_id, topic, position) VALUES (?, ?, ?) "

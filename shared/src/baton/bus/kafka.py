@@ -10,12 +10,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from baton.bus import Record, RecordHandler
+from baton.bus import Record, RecordHandler, handle_or_pause
 from baton.events import TOPICS, dlq_topic
 
 logger = logging.getLogger(__name__)
 
-RETRY_PAUSE_SECONDS = 1.0
 PING_TIMEOUT_SECONDS = 3.0
 
 
@@ -176,15 +175,8 @@ class KafkaBus:
                     partition=message.partition,
                     offset=message.offset,
                 )
-                try:
-                    await handler(record)
-                except Exception:
-                    logger.exception(
-                        "handler failed; the record will be read again",
-                        extra={"group": group, "topic": record.topic, "offset": record.offset},
-                    )
+                if not await handle_or_pause(handler, record, group=group):
                     consumer.seek(partition, message.offset)
-                    await asyncio.sleep(RETRY_PAUSE_SECONDS)
                     return
                 committable = message.offset + 1
         finally:
