@@ -215,7 +215,7 @@ node_pid() {
   pid="$(cat "$pf" 2>/dev/null || true)"
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   [[ -r "/proc/$pid/cmdline" ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$(node_dir "$1")/server.properties" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -F "$(node_dir "$1")/server.properties" >/dev/null || return 1
   echo "$pid"
 }
 
@@ -362,7 +362,8 @@ node_started() {
   nd="$(node_dir "$n")"
   [[ -f "$nd/logs/server.log" ]] || return 1
   off="$(log_offset "$nd")"
-  tail -c +"$((off + 1))" "$nd/logs/server.log" | grep -q "Kafka Server started" || return 1
+  # grep reads to the end (no -q): an early exit would SIGPIPE tail and, under pipefail, fail the check.
+  tail -c +"$((off + 1))" "$nd/logs/server.log" | grep -F "Kafka Server started" >/dev/null || return 1
   port_open "$(broker_port "$n")"
 }
 
