@@ -1,8 +1,9 @@
 """The embedded durable log: an append-only SQLite table that consumer groups read with their own offsets.
 
 It is the event bus of the embedded default. Every publish is one fsynced transaction, so a crash
-loses nothing that ``publish`` acknowledged; offsets move only after the handler returned, so a crash
-mid-event means the event is read again (and the consumer's inbox makes that harmless). One process
+loses nothing that ``publish`` acknowledged; offsets move once per batch, past the records whose
+handler returned, so a crash mid-batch means those events are read again (and the consumer's inbox
+makes that harmless). One process
 may own a consumer group at a time: a second replica is refused, since scale-out is Kafka's job.
 """
 
@@ -156,15 +157,18 @@ class EmbeddedLog:
                 if not batch:
                     await asyncio.sleep(self.poll_interval)
                     continue
-                for record in batch:
-                    if not await handle_or_pause(handler, record, group=group):
-                        break
-                    await conn.execute(
-                        "INSERT INTO offsets (group_id, topic, position) VALUES (?, ?, ?) "
-                        "ON CONFLICT (group_id, topic) DO UPDATE SET position = excluded.position",
-                        (group, record.topic, record.offset),
-                    )
-                    positions[record.topic] = record.offset
+                handled: dict[str, int] = {}
+                try:
+                    for record in batch:
+                        if not await handle_or_pause(handler, record, group=group):
+                            break
+                        handled[record.topic] = record.offset
+                finally:
+                    # One fsynced write per batch, also when cancelled mid-batch: the group's
+                    # position covers exactly the records whose handler returned.
+                    if handled:
+                        await asyncio.shield(_save_positions(conn, group, handled))
+                        positions.update(handled)
         finally:
             await asyncio.shield(conn.close())
             self._release_group(claim)
@@ -184,6 +188,20 @@ class EmbeddedLog:
                     )
         records.sort(key=lambda r: r.offset)
         return records[:BATCH_SIZE]
+
+
+async def _save_positions(conn: aiosqlite.Connection, group: str, positions: dict[str, int]) -> None:
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await conn.executemany(
+            "INSERT INTO offsets (group_id, topic, position) VALUES (?, ?, ?) "
+            "ON CONFLICT (group_id, topic) DO UPDATE SET position = excluded.position",
+            [(group, topic, position) for topic, position in positions.items()],
+        )
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 def _marks(items: Sequence[str]) -> str:
