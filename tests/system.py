@@ -10,16 +10,13 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from baton.auth import issue_token
-from baton.cli import SERVICES
+from baton.cli import SERVICES, stop_processes, wait_until_ready
 from tests.conftest import KAFKA_BOOTSTRAP, POSTGRES_URL, SERVICE_DATABASES, recreate_database
 
 READY_TIMEOUT_SECONDS = 120
@@ -41,36 +38,11 @@ class RunningSystem:
         return {"Authorization": f"Bearer {issue_token(self.secret, scopes=list(scopes), rep_id=rep_id)}"}
 
 
-def _wait_ready(urls: dict[str, str], processes: list[subprocess.Popen[bytes]], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    pending = set(urls.values())
-    while pending:
-        for process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"a service exited with {process.returncode}:\n{log.read_text()[-5000:]}")
-        for url in list(pending):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    pending.discard(url)
-            except httpx.HTTPError:
-                pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not ready: {pending}\n{log.read_text()[-5000:]}")
-        time.sleep(0.3)
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> list[int]:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-    codes = []
-    for process in processes:
-        try:
-            codes.append(process.wait(timeout=30))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            codes.append(process.wait())
-    return codes
+def _wait_ready(urls: dict[str, str], processes: dict[str, subprocess.Popen[bytes]], log: Path) -> None:
+    try:
+        wait_until_ready(urls, processes, timeout=READY_TIMEOUT_SECONDS)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}\n{log.read_text()[-5000:]}") from None
 
 
 @contextmanager
@@ -89,11 +61,11 @@ def embedded_system(workdir: Path, *, base_port: int = 18001) -> Iterator[Runnin
     urls = {s.name: f"http://127.0.0.1:{base_port + s.offset}" for s in SERVICES}
     system = RunningSystem(urls=urls, secret="", env=env, processes=[process])
     try:
-        _wait_ready(urls, [process], log)
+        _wait_ready(urls, {"baton run": process}, log)
         system.secret = (workdir / "data" / "jwt-secret").read_text().strip()
         yield system
     finally:
-        system.exit_codes = _stop([process])
+        system.exit_codes = stop_processes([process], signum=signal.SIGINT, grace=30)
 
 
 async def _recreate_service_databases(prefix: str) -> None:
@@ -129,7 +101,7 @@ def kafka_system(workdir: Path, name: str, *, base_port: int = 18101) -> Iterato
             )
     system = RunningSystem(urls=urls, secret=secret, env=env, processes=processes)
     try:
-        _wait_ready(urls, processes, log)
+        _wait_ready(urls, dict(zip(urls, processes, strict=True)), log)
         yield system
     finally:
-        system.exit_codes = _stop(processes)
+        system.exit_codes = stop_processes(processes, signum=signal.SIGINT, grace=30)

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -38,35 +38,63 @@ DEFAULT_BASE_PORT = 8001
 READY_TIMEOUT_SECONDS = 90.0
 
 
-def _wait_ready(urls: dict[str, str], processes: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
+def wait_until_ready(
+    urls: Mapping[str, str], processes: Mapping[str, subprocess.Popen[bytes]], *, timeout: float
+) -> None:
+    """Waits until every URL's ``/readyz`` answers 200.
+
+    Args:
+        urls: Service name to base URL.
+        processes: The processes serving them, by name; one exiting ends the wait.
+        timeout: Seconds to wait at most.
+
+    Raises:
+        RuntimeError: A process exited, or a service was not ready in time.
+    """
     deadline = time.monotonic() + timeout
     pending = dict(urls)
     with httpx.Client(timeout=2) as client:
         while pending:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {process.returncode} while starting")
             for name, url in list(pending.items()):
-                if processes[name].poll() is not None:
-                    raise RuntimeError(f"{name} exited with code {processes[name].returncode} while starting")
                 try:
                     if client.get(f"{url}/readyz").status_code == 200:
                         del pending[name]
                 except httpx.HTTPError:
                     pass
-            if time.monotonic() > deadline:
+            if pending and time.monotonic() > deadline:
                 raise RuntimeError(f"not ready after {timeout:.0f} s: {', '.join(pending)}")
             time.sleep(0.2)
 
 
-def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
-    for process in processes.values():
+def stop_processes(
+    processes: Iterable[subprocess.Popen[bytes]], *, signum: int = signal.SIGTERM, grace: float = 15.0
+) -> list[int]:
+    """Signals processes to stop, kills those still running after ``grace`` seconds.
+
+    Args:
+        processes: The processes.
+        signum: The signal asking them to stop.
+        grace: Seconds they have, all together, to exit.
+
+    Returns:
+        Their exit codes, in order.
+    """
+    processes = list(processes)
+    for process in processes:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for process in processes.values():
+            process.send_signal(signum)
+    deadline = time.monotonic() + grace
+    codes = []
+    for process in processes:
         try:
-            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            codes.append(process.wait(timeout=max(deadline - time.monotonic(), 0.1)))
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
+            codes.append(process.wait())
+    return codes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                 ],
                 env=env,
             )
-        _wait_ready(urls, processes, READY_TIMEOUT_SECONDS)
+        wait_until_ready(urls, processes, timeout=READY_TIMEOUT_SECONDS)
         print(f"\nBaton is up in {time.monotonic() - started:.1f} s on the {settings.bus} bus:", flush=True)
         for name, url in urls.items():
             print(f"  {name:<12} {url}   (API docs: {url}/docs)", flush=True)
@@ -122,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"baton run: {exc}", file=sys.stderr)
         return 1
     finally:
-        _stop(processes)
+        stop_processes(processes.values())
 
 
 def token_issue(args: argparse.Namespace) -> int:
