@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -35,12 +36,25 @@ async def collect(bus: KafkaBus, group: str, count: int) -> list[Record]:
     return await collect_from(bus, group, LEADS_INGESTED, count)
 
 
-async def collect_from(bus: KafkaBus, group: str, topic: str, count: int) -> list[Record]:
-    """Consumes a topic until ``count`` records arrived, then stops."""
+async def collect_from(
+    bus: KafkaBus,
+    group: str,
+    topic: str,
+    count: int,
+    *,
+    apply: Callable[[Record], Awaitable[None]] | None = None,
+    linger: float = 0.0,
+) -> list[Record]:
+    """Consumes a topic until ``count`` records arrived (handing each to ``apply`` first), then stops.
+
+    ``linger`` keeps consuming that many seconds longer, so an unexpected extra delivery is seen too.
+    """
     seen: list[Record] = []
     done = asyncio.Event()
 
     async def handler(record: Record) -> None:
+        if apply is not None:
+            await apply(record)
         seen.append(record)
         if len(seen) >= count:
             done.set()
@@ -48,6 +62,7 @@ async def collect_from(bus: KafkaBus, group: str, topic: str, count: int) -> lis
     task = asyncio.create_task(bus.consume(group, [topic], handler))
     try:
         await asyncio.wait_for(done.wait(), WAIT_SECONDS)
+        await asyncio.sleep(linger)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -56,6 +71,13 @@ async def collect_from(bus: KafkaBus, group: str, topic: str, count: int) -> lis
 
 async def record_lead(event: CloudEvent, session: AsyncSession) -> None:
     await session.execute(text("INSERT INTO applied (lead_id) VALUES (:lead_id)"), {"lead_id": event.subject})
+
+
+def lead_recorder(bus: KafkaBus, engine: AsyncEngine, group: str) -> EventConsumer:
+    """A consumer group that writes each received lead's id to ``applied``, once per event."""
+    return EventConsumer(
+        group=group, handlers={LeadReceived.event_type: record_lead}, bus=bus, sessions=create_sessionmaker(engine)
+    )
 
 
 async def applied_count(engine: AsyncEngine) -> int:
@@ -107,27 +129,8 @@ async def test_outbox_relay_publishes_committed_events_and_nothing_from_rollback
 async def test_redelivered_event_changes_nothing_on_postgresql(kafka_bus: KafkaBus, pg_engine: AsyncEngine) -> None:
     event = received("twice")
     await kafka_bus.publish([Record.from_event(event), Record.from_event(event), Record.from_event(received("once"))])
-    consumer = EventConsumer(
-        group="inbox",
-        handlers={LeadReceived.event_type: record_lead},
-        bus=kafka_bus,
-        sessions=create_sessionmaker(pg_engine),
-    )
-    delivered: list[Record] = []
-    all_delivered = asyncio.Event()
-
-    async def count_and_apply(record: Record) -> None:
-        await consumer.on_record(record)
-        delivered.append(record)
-        if len(delivered) == 3:
-            all_delivered.set()
-
-    task = asyncio.create_task(kafka_bus.consume("inbox", consumer.topics, count_and_apply))
-    try:
-        await asyncio.wait_for(all_delivered.wait(), WAIT_SECONDS)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    consumer = lead_recorder(kafka_bus, pg_engine, "inbox")
+    await collect_from(kafka_bus, "inbox", LEADS_INGESTED, 3, apply=consumer.on_record)
     async with pg_engine.connect() as conn:
         rows = (await conn.execute(text("SELECT lead_id FROM applied ORDER BY lead_id"))).scalars().all()
     assert rows == ["once", "twice"]
@@ -151,27 +154,8 @@ async def test_consumer_killed_after_commit_but_before_offset_commit_applies_the
     assert crashing.returncode == 137, stderr.decode()[-2000:]
     assert await applied_count(pg_engine) == 1
 
-    consumer = EventConsumer(
-        group="crashy",
-        handlers={LeadReceived.event_type: record_lead},
-        bus=kafka_bus,
-        sessions=create_sessionmaker(pg_engine),
-    )
-    redelivered: list[Record] = []
-    came_back = asyncio.Event()
-
-    async def watch(record: Record) -> None:
-        await consumer.on_record(record)
-        redelivered.append(record)
-        came_back.set()
-
-    task = asyncio.create_task(kafka_bus.consume("crashy", consumer.topics, watch))
-    try:
-        await asyncio.wait_for(came_back.wait(), WAIT_SECONDS)
-        await asyncio.sleep(1)  # a second delivery would arrive now
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    consumer = lead_recorder(kafka_bus, pg_engine, "crashy")
+    redelivered = await collect_from(kafka_bus, "crashy", LEADS_INGESTED, 1, apply=consumer.on_record, linger=1)
     assert len(redelivered) == 1, "the uncommitted event should come back after the crash"
     assert await applied_count(pg_engine) == 1
 
@@ -182,12 +166,7 @@ async def test_poison_event_goes_to_the_dlq_and_the_consumer_keeps_going(
     good = received("after-poison")
     poison = Record(topic=LEADS_INGESTED, key="poison", value=b"{not json", headers=(("ce_type", b"x"),))
     await kafka_bus.publish([poison, Record.from_event(good)])
-    consumer = EventConsumer(
-        group="poisoned",
-        handlers={LeadReceived.event_type: record_lead},
-        bus=kafka_bus,
-        sessions=create_sessionmaker(pg_engine),
-    )
+    consumer = lead_recorder(kafka_bus, pg_engine, "poisoned")
     task = asyncio.create_task(consumer.run())
     try:
         dead = await collect_from(kafka_bus, "dlq-reader", dlq_topic(LEADS_INGESTED), 1)
