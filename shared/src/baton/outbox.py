@@ -24,6 +24,7 @@ from baton.events import CloudEvent, EventData, from_binary, utcnow
 logger = logging.getLogger(__name__)
 
 RELAY_KEY = "baton_outbox_relay"
+SOURCE_KEY = "baton_event_source"
 RELAY_LOCK_KEY = 0x0B470B0C  # one relay per database at a time keeps each lead's events in order
 _PENDING_KEY = "baton_outbox_pending"
 
@@ -62,17 +63,24 @@ def create_messaging_tables(op: Any) -> None:
         Base.metadata.tables[model.__tablename__].create(op.get_bind())
 
 
-def add_event(session: AsyncSession, data: EventData, *, source: str) -> CloudEvent:
+def add_event(session: AsyncSession, data: EventData, *, source: str | None = None) -> CloudEvent:
     """Adds an event to the session's transaction; it is published once the transaction commits.
 
     Args:
         session: The session holding the state change that caused the event.
         data: The typed payload.
-        source: The producing service, e.g. ``/baton/scoring``.
+        source: The producing service, e.g. ``/baton/scoring``; by default the one the service's
+            session factory names (``SOURCE_KEY`` in the session's ``info``).
 
     Returns:
         The envelope that will be published.
+
+    Raises:
+        ValueError: Neither ``source`` nor the session names the producing service.
     """
+    source = source or session.info.get(SOURCE_KEY)
+    if not source:
+        raise ValueError("add_event needs the producing service: pass source= or use the service's sessions")
     envelope = CloudEvent.wrap(data, source=source)
     session.add(
         OutboxEntry(

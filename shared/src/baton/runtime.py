@@ -8,10 +8,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from baton.bus import Bus, ReplicaRefused, make_bus
+from baton.bus import ReplicaRefused, make_bus
 from baton.consumer import EventConsumer, EventHandler
 from baton.db import create_engine, create_sessionmaker, migrate, ping
-from baton.outbox import RELAY_KEY, OutboxRelay
+from baton.outbox import RELAY_KEY, SOURCE_KEY, OutboxRelay
 from baton.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,13 +37,13 @@ class ServiceSpec:
 class ServiceRuntime:
     """Starts and stops one service's engine, bus, relay and consumers."""
 
-    def __init__(self, spec: ServiceSpec, settings: Settings, *, bus: Bus | None = None) -> None:
+    def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
         self.spec = spec
         self.settings = settings
         self.engine = create_engine(settings.database_url_for(spec.database))
-        self.bus = bus or make_bus(settings)
+        self.bus = make_bus(settings)
         self.relay = OutboxRelay(engine=self.engine, bus=self.bus)
-        self.sessions = create_sessionmaker(self.engine, **{RELAY_KEY: self.relay})
+        self.sessions = create_sessionmaker(self.engine, **{RELAY_KEY: self.relay, SOURCE_KEY: spec.source})
         self.signing_secret = settings.signing_secret()
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -13,8 +13,6 @@ from baton.outbox import add_event
 from baton_handoff.domain import OPEN_STATUSES, Candidate, check_transition, route_round_robin
 from baton_handoff.models import Assignment, Rep, RoutingCursor
 
-SOURCE = "/baton/handoff"
-
 
 async def _candidates(session: AsyncSession) -> list[Candidate]:
     open_counts = dict(
@@ -70,7 +68,6 @@ async def assign_lead(
                 reason="no eligible rep: "
                 + (", ".join(f"{rep_id} {why}" for rep_id, why in decision.skipped.items()) or "no reps"),
             ),
-            source=SOURCE,
         )
         return None
     rep = await session.get(Rep, decision.chosen)
@@ -106,7 +103,6 @@ async def assign_lead(
             accept_due_at=assignment.accept_due_at,
             touch_due_at=assignment.touch_due_at,
         ),
-        source=SOURCE,
     )
     return assignment
 
@@ -142,5 +138,4 @@ async def record_status(
             amount=amount,
             occurred_at=occurred_at,
         ),
-        source=SOURCE,
     )

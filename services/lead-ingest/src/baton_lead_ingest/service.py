@@ -46,7 +46,7 @@ def changed_fields(lead: Lead, incoming: LeadIn) -> dict[str, Any]:
     return changes
 
 
-async def receive_lead(session: AsyncSession, *, incoming: LeadIn, source: str, now: datetime) -> LeadAccepted:
+async def receive_lead(session: AsyncSession, *, incoming: LeadIn, now: datetime) -> LeadAccepted:
     """Stores a new lead or merges a known person's post into their lead, and queues the event."""
     email_normalized = normalise_email(incoming.email)
     lead = await session.scalar(select(Lead).where(Lead.email_normalized == email_normalized))
@@ -71,7 +71,6 @@ async def receive_lead(session: AsyncSession, *, incoming: LeadIn, source: str, 
                 received_at=now,
                 **{name: getattr(incoming, name) for name in _PROFILE_FIELDS},
             ),
-            source=source,
         )
         return LeadAccepted(lead_id=lead.id, duplicate=False)
     changes = changed_fields(lead, incoming)
@@ -81,6 +80,5 @@ async def receive_lead(session: AsyncSession, *, incoming: LeadIn, source: str, 
     add_event(
         session,
         LeadUpdated(lead_id=lead.id, changed=changes, activities=incoming.activities, updated_at=now),
-        source=source,
     )
     return LeadAccepted(lead_id=lead.id, duplicate=True)

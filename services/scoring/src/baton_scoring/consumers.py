@@ -23,7 +23,6 @@ from baton.outbox import add_event
 from baton_scoring.domain import EngagementEvent, LeadFacts, ScoringModel, qualification_reason, score_lead
 from baton_scoring.models import LeadScore, ModelVersion, ScoreHistory
 
-SOURCE = "/baton/scoring"
 _ROUTING_FIELDS = tuple(RoutingAttributes.model_fields)
 
 
@@ -74,7 +73,6 @@ async def rescore(session: AsyncSession, lead: LeadScore, *, now: datetime) -> N
             breakdown=score.breakdown,
             model_version=version,
         ),
-        source=SOURCE,
     )
     reason = qualification_reason(model, score)
     if reason is not None and lead.status != "mql":
@@ -88,7 +86,6 @@ async def rescore(session: AsyncSession, lead: LeadScore, *, now: datetime) -> N
                 reason=reason,
                 lead=RoutingAttributes(**{k: lead.attributes.get(k) for k in _ROUTING_FIELDS}),
             ),
-            source=SOURCE,
         )
 
 

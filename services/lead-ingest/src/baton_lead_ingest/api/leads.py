@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from baton.auth import Principal
 from baton.events import utcnow
-from baton.web import RuntimeDep, SessionDep, require_scope
+from baton.web import SessionDep, require_scope
 from baton_lead_ingest.models import IdempotentAnswer
 from baton_lead_ingest.schemas import LeadAccepted, LeadIn
 from baton_lead_ingest.service import receive_lead
@@ -24,7 +24,6 @@ MERGE_ATTEMPTS = 3
 async def post_lead(
     incoming: LeadIn,
     session: SessionDep,
-    runtime: RuntimeDep,
     _: WriterDep,
     idempotency_key: Annotated[str | None, Header(max_length=300)] = None,
 ) -> LeadAccepted:
@@ -36,7 +35,7 @@ async def post_lead(
                     earlier = await session.get(IdempotentAnswer, idempotency_key)
                     if earlier is not None:
                         return LeadAccepted(lead_id=earlier.lead_id, duplicate=earlier.duplicate)
-                answer = await receive_lead(session, incoming=incoming, source=runtime.spec.source, now=utcnow())
+                answer = await receive_lead(session, incoming=incoming, now=utcnow())
                 if idempotency_key is not None:
                     session.add(
                         IdempotentAnswer(key=idempotency_key, lead_id=answer.lead_id, duplicate=answer.duplicate)
