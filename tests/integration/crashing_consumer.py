@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.bus import Record
 from baton.bus.kafka import KafkaBus
-from baton.consumer import EventConsumer
+from baton.consumer import EventConsumer, Incoming
 from baton.db import create_engine, create_sessionmaker
-from baton.events import CloudEvent, LeadReceived
+from baton.events import LeadReceived
 
 
-async def record_lead(event: CloudEvent, session: AsyncSession) -> None:
-    await session.execute(text("INSERT INTO applied (lead_id) VALUES (:lead_id)"), {"lead_id": event.subject})
+async def record_lead(event: Incoming[LeadReceived], session: AsyncSession) -> None:
+    await session.execute(text("INSERT INTO applied (lead_id) VALUES (:lead_id)"), {"lead_id": event.data.lead_id})
 
 
 async def main(database_url: str, bootstrap: str, prefix: str, group: str) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from baton.bus import Record
 from baton.bus.kafka import KafkaBus
-from baton.consumer import EventConsumer
+from baton.consumer import EventConsumer, Incoming
 from baton.db import create_sessionmaker
 from baton.events import LEADS_INGESTED, CloudEvent, LeadReceived, dlq_topic, from_binary
 from baton.outbox import RELAY_KEY, OutboxEntry, OutboxRelay, add_event
@@ -69,8 +69,8 @@ async def collect_from(
     return seen
 
 
-async def record_lead(event: CloudEvent, session: AsyncSession) -> None:
-    await session.execute(text("INSERT INTO applied (lead_id) VALUES (:lead_id)"), {"lead_id": event.subject})
+async def record_lead(event: Incoming[LeadReceived], session: AsyncSession) -> None:
+    await session.execute(text("INSERT INTO applied (lead_id) VALUES (:lead_id)"), {"lead_id": event.data.lead_id})
 
 
 def lead_recorder(bus: KafkaBus, engine: AsyncEngine, group: str) -> EventConsumer:

@@ -82,7 +82,7 @@ def test_token_from_another_issuer_is_invalid() -> None:
         verify_token(SECRET, token)
 
 
-@pytest.mark.parametrize("scopes", [["leads:read"], ["admin", "superuser"], []])
+@pytest.mark.parametrize("scopes", [["leads:delete"], ["admin", "superuser"], []])
 def test_issuing_unknown_or_no_scopes_is_refused(scopes: list[str]) -> None:
     with pytest.raises(ValueError, match="scopes must be"):
         issue_token(SECRET, scopes=scopes)

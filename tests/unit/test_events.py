@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton import asyncapi
+from baton.consumer import Incoming, handlers
 from baton.events import (
     EVENT_MODELS,
     LEADS_HANDOFF,
     LEADS_INGESTED,
     TOPICS,
     CloudEvent,
+    LeadActivity,
     LeadReceived,
     LeadStatusChanged,
     UnknownEventType,
@@ -172,3 +175,42 @@ def test_checked_in_asyncapi_document_matches_the_event_models() -> None:
     assert asyncapi.render() == checked_in, (
         "docs/asyncapi.json is out of date with the event models in baton.events: run `make asyncapi` and commit it"
     )
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-11-26T09:00:00", "0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59+00:00", "9999-12-31T23:59:59-05:00"],
+)
+def test_event_times_without_an_offset_or_out_of_range_are_refused(value: str) -> None:
+    with pytest.raises(ValidationError):
+        LeadActivity(lead_id="l", activity_type="demo_request", occurred_at=value)
+
+
+def test_event_times_are_normalised_to_utc() -> None:
+    activity = LeadActivity(lead_id="l", activity_type="demo_request", occurred_at="2026-11-26T23:30:00-05:00")
+    assert activity.occurred_at == datetime(2026, 11, 27, 4, 30, tzinfo=UTC)
+    assert activity.occurred_at.utcoffset() == timedelta(0)
+
+
+async def _on_received(event: Incoming[LeadReceived], session: AsyncSession) -> None:
+    """A handler for the table tests."""
+
+
+async def _on_activity(event: Incoming[LeadActivity], session: AsyncSession) -> None:
+    """A handler for the table tests."""
+
+
+async def _untyped(event: object, session: AsyncSession) -> None:
+    """A handler whose signature names no event."""
+
+
+def test_handler_table_takes_each_event_type_from_the_handlers_signature() -> None:
+    table = handlers(_on_received, _on_activity)
+    assert table == {LeadReceived.event_type: _on_received, LeadActivity.event_type: _on_activity}
+
+
+def test_handler_table_refuses_a_handler_that_names_no_event_or_a_second_handler_for_one() -> None:
+    with pytest.raises(TypeError, match="Incoming"):
+        handlers(_untyped)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="two handlers"):
+        handlers(_on_received, _on_received)

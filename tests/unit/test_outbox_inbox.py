@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from baton.bus import Record
 from baton.bus.embedded import EmbeddedLog
-from baton.consumer import EventConsumer
+from baton.consumer import EventConsumer, Incoming
 from baton.db import Base, create_engine, create_sessionmaker
 from baton.events import LEADS_INGESTED, CloudEvent, LeadErased, LeadReceived, LeadScored, dlq_topic
 from baton.outbox import RELAY_KEY, InboxEntry, OutboxEntry, OutboxRelay, add_event, decode_record
@@ -140,9 +141,9 @@ class Handler:
         self.calls = 0
         self.failures = failures
 
-    async def __call__(self, event: CloudEvent, session: AsyncSession) -> None:
+    async def __call__(self, event: Incoming[Any], session: AsyncSession) -> None:
         self.calls += 1
-        add_event(session, LeadErased(lead_id=event.subject), source="/baton/consumer-under-test")
+        add_event(session, LeadErased(lead_id=event.data.lead_id), source="/baton/consumer-under-test")
         if self.calls <= self.failures:
             raise RuntimeError(f"handler failure {self.calls}")
 

@@ -10,7 +10,7 @@ import jwt
 
 from baton.events import new_id, utcnow
 
-SCOPES = ("admin", "leads:write", "assignments:read", "assignments:write", "metrics:read")
+SCOPES = ("admin", "leads:write", "leads:read", "assignments:read", "assignments:write", "metrics:read")
 ALGORITHM = "HS256"
 ISSUER = "baton"
 

@@ -1,30 +1,83 @@
 """Runs a service's event handlers: decoding, the inbox, retries and the dead-letter queue.
 
-Handlers know nothing of the broker: ``async def on_lead_received(event, session) -> None``. They
-change state through the session they are given; the inbox row and their changes commit together.
+Handlers know nothing of the broker: ``async def on_lead_received(event: Incoming[LeadReceived],
+session) -> None``. The annotation says which event a handler takes (``handlers()`` reads it), the
+runner hands it the typed payload, and the handler changes state through the session it is given;
+the inbox row and its changes commit together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import typing
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baton.bus import Bus, Record
-from baton.events import EVENT_MODELS, CloudEvent, dlq_topic
+from baton.events import EVENT_MODELS, Clock, CloudEvent, EventData, dlq_topic, utcnow
 from baton.outbox import InboxEntry, decode_record
 
 logger = logging.getLogger(__name__)
 
+PayloadT = TypeVar("PayloadT", bound=EventData, covariant=True)
+
+
+@dataclass(frozen=True)
+class Incoming(Generic[PayloadT]):
+    """An event as its handler receives it.
+
+    Attributes:
+        id: The CloudEvents id.
+        source: The producing service.
+        time: When the event happened, by its producer.
+        data: The typed, validated payload.
+        now: The consumer's clock when it applies the event; handlers use it instead of the wall clock.
+    """
+
+    id: str
+    source: str
+    time: datetime
+    data: PayloadT
+    now: datetime
+
+
+EventHandler = Callable[[Incoming[Any], AsyncSession], Awaitable[None]]
+
+
+def handlers(*functions: EventHandler) -> dict[str, EventHandler]:
+    """Builds a consumer's handler table from the payload type each handler's signature names.
+
+    Args:
+        *functions: Handlers whose first parameter is annotated ``Incoming[SomeEvent]``.
+
+    Returns:
+        Event type to handler.
+
+    Raises:
+        TypeError: A handler's first parameter does not name an event, or two handlers name the same one.
+    """
+    table: dict[str, EventHandler] = {}
+    for function in functions:
+        hints = typing.get_type_hints(function)
+        first = next(iter(hints.values()), None)
+        args = typing.get_args(first)
+        if typing.get_origin(first) is not Incoming or not args or not issubclass(args[0], EventData):
+            raise TypeError(f"{function.__name__}: annotate its first parameter as Incoming[<event model>]")
+        event_type = args[0].event_type
+        if event_type in table:
+            raise TypeError(f"two handlers for {event_type}: {table[event_type].__name__} and {function.__name__}")
+        table[event_type] = function
+    return table
+
 
 class _AlreadyApplied(Exception):
     pass
-
-
-EventHandler = Callable[[CloudEvent, AsyncSession], Awaitable[None]]
 
 
 class EventConsumer:
@@ -39,6 +92,7 @@ class EventConsumer:
         sessions: async_sessionmaker[AsyncSession],
         max_attempts: int = 3,
         retry_pause_seconds: float = 0.2,
+        clock: Clock = utcnow,
     ) -> None:
         unknown = set(handlers) - set(EVENT_MODELS)
         if unknown:
@@ -49,6 +103,7 @@ class EventConsumer:
         self.sessions = sessions
         self.max_attempts = max_attempts
         self.retry_pause_seconds = retry_pause_seconds
+        self.clock = clock
         self.topics = sorted({EVENT_MODELS[event_type].topic for event_type in handlers})
 
     async def run(self) -> None:
@@ -90,7 +145,9 @@ class EventConsumer:
                     await session.flush()
                 except IntegrityError as exc:
                     raise _AlreadyApplied from exc
-                await handler(event, session)
+                payload = event.payload()
+                incoming = Incoming(id=event.id, source=event.source, time=event.time, data=payload, now=self.clock())
+                await handler(incoming, session)
         except _AlreadyApplied:
             # Another replica applied it between our look-up and our insert.
             return

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -41,6 +42,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+Clock = Callable[[], datetime]
+"""Something that tells the time: ``utcnow`` in production, a fixed or stepping clock in tests."""
+
+EARLIEST_YEAR = 1900
+LATEST_YEAR = 2999
+
+
+def _within_supported_years(value: datetime) -> datetime:
+    # Year 1 or 9999 cannot be shifted to UTC or have a deadline added without overflowing.
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+    return value.astimezone(UTC)
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_within_supported_years)]
+"""A point in time that carries its offset (naive times are refused), normalised to UTC."""
+
+
 def new_id() -> str:
     """Returns a new random identifier for leads, events and assignments.
 
@@ -67,7 +86,7 @@ class Activity(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: str = Field(min_length=1, max_length=64)
-    occurred_at: datetime | None = None
+    occurred_at: Timestamp | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -91,7 +110,7 @@ class LeadReceived(EventData):
     utm: dict[str, str] = Field(default_factory=dict)
     activities: list[Activity] = Field(default_factory=list)
     external_id: str | None = None
-    received_at: datetime
+    received_at: Timestamp
 
 
 class LeadUpdated(EventData):
@@ -102,7 +121,7 @@ class LeadUpdated(EventData):
 
     changed: dict[str, Any]
     activities: list[Activity] = Field(default_factory=list)
-    updated_at: datetime
+    updated_at: Timestamp
 
 
 class LeadActivity(EventData):
@@ -112,7 +131,7 @@ class LeadActivity(EventData):
     topic: ClassVar[str] = LEADS_INGESTED
 
     activity_type: str
-    occurred_at: datetime
+    occurred_at: Timestamp
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -191,8 +210,8 @@ class LeadAssigned(EventData):
     campaign: str | None = None
     rule: str
     attempt: int
-    accept_due_at: datetime
-    touch_due_at: datetime
+    accept_due_at: Timestamp
+    touch_due_at: Timestamp
 
 
 AssignmentStatus = Literal["accepted", "rejected", "contacted", "qualified", "won", "lost"]
@@ -212,7 +231,7 @@ class LeadStatusChanged(EventData):
     status: AssignmentStatus
     reason: str | None = None
     amount: Decimal | None = None
-    occurred_at: datetime
+    occurred_at: Timestamp
 
 
 class SlaBreached(EventData):
@@ -224,8 +243,8 @@ class SlaBreached(EventData):
     assignment_id: str
     rep_id: str
     sla: Literal["accept", "touch"]
-    due_at: datetime
-    breached_at: datetime
+    due_at: Timestamp
+    breached_at: Timestamp
     action: Literal["reassigned", "escalated"]
 
 
@@ -271,7 +290,7 @@ class CloudEvent(BaseModel):
     source: str
     type: str
     specversion: str = SPEC_VERSION
-    time: datetime = Field(default_factory=utcnow)
+    time: Timestamp = Field(default_factory=utcnow)
     subject: str
     datacontenttype: str = CONTENT_TYPE
     data: dict[str, Any]

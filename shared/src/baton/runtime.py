@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from baton.bus import ReplicaRefused, make_bus
 from baton.consumer import EventConsumer, EventHandler
 from baton.db import create_engine, create_sessionmaker, migrate, ping
+from baton.events import Clock, utcnow
 from baton.outbox import RELAY_KEY, SOURCE_KEY, OutboxRelay
 from baton.settings import Settings
 
@@ -37,9 +38,10 @@ class ServiceSpec:
 class ServiceRuntime:
     """Starts and stops one service's engine, bus, relay and consumers."""
 
-    def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
+    def __init__(self, spec: ServiceSpec, settings: Settings, *, clock: Clock = utcnow) -> None:
         self.spec = spec
         self.settings = settings
+        self.clock = clock
         self.engine = create_engine(settings.database_url_for(spec.database))
         self.bus = make_bus(settings)
         self.relay = OutboxRelay(engine=self.engine, bus=self.bus)
@@ -63,6 +65,7 @@ class ServiceRuntime:
                 bus=self.bus,
                 sessions=self.sessions,
                 max_attempts=self.settings.consumer_max_attempts,
+                clock=self.clock,
             )
             self._tasks.append(asyncio.create_task(self._supervise(consumer), name=f"{group}-consumer"))
         await asyncio.sleep(0)

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -21,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from baton.auth import InvalidToken, Principal, verify_token
 from baton.errors import BatonError, Forbidden, Unauthorized
+from baton.events import Clock, utcnow
 from baton.logs import configure_logging
 from baton.runtime import ServiceRuntime, ServiceSpec
 from baton.settings import Settings
@@ -131,8 +133,14 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def get_now(request: Request) -> datetime:
+    """Reads the service's clock once for a request."""
+    return get_runtime(request).clock()
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+NowDep = Annotated[datetime, Depends(get_now)]
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -163,6 +171,14 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
+AdminDep = Annotated[Principal, Depends(require_scope("admin"))]
+LeadsWriterDep = Annotated[Principal, Depends(require_scope("leads:write"))]
+LeadsReaderDep = Annotated[Principal, Depends(require_scope("leads:read"))]
+AssignmentsReaderDep = Annotated[Principal, Depends(require_scope("assignments:read"))]
+AssignmentsWriterDep = Annotated[Principal, Depends(require_scope("assignments:write"))]
+MetricsReaderDep = Annotated[Principal, Depends(require_scope("metrics:read"))]
+
+
 def _health_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -189,7 +205,12 @@ def _health_router() -> APIRouter:
 
 
 def create_service_app(
-    spec: ServiceSpec, settings: Settings, routers: Sequence[APIRouter], *, description: str
+    spec: ServiceSpec,
+    settings: Settings,
+    routers: Sequence[APIRouter],
+    *,
+    description: str,
+    clock: Clock = utcnow,
 ) -> FastAPI:
     """Builds a service's FastAPI app: JSON logs, its runtime (started and stopped by the lifespan), routes.
 
@@ -198,12 +219,13 @@ def create_service_app(
         settings: The service's settings.
         routers: The service's API routers.
         description: One paragraph for the OpenAPI page.
+        clock: The service's clock, read by request handlers (``NowDep``) and event handlers alike.
 
     Returns:
         The app, ready for uvicorn.
     """
     configure_logging(spec.name, settings.log_level)
-    runtime = ServiceRuntime(spec, settings)
+    runtime = ServiceRuntime(spec, settings, clock=clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

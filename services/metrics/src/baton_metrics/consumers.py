@@ -13,8 +13,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from baton.consumer import EventHandler
-from baton.events import CloudEvent, LeadAssigned, LeadQualified, LeadReceived, LeadStatusChanged
+from baton.consumer import Incoming, handlers
+from baton.events import LeadAssigned, LeadQualified, LeadReceived, LeadStatusChanged
 from baton_metrics.models import KpiCounter
 
 UNKNOWN = ""
@@ -51,24 +51,21 @@ async def count(
     await session.execute(statement)
 
 
-async def on_lead_received(event: CloudEvent, session: AsyncSession) -> None:
+async def on_lead_received(event: Incoming[LeadReceived], session: AsyncSession) -> None:
     """Counts a received lead."""
-    data = event.payload()
-    assert isinstance(data, LeadReceived)
+    data = event.data
     await count(session, kpi="received", at=data.received_at, source=data.source, campaign=data.campaign)
 
 
-async def on_lead_qualified(event: CloudEvent, session: AsyncSession) -> None:
+async def on_lead_qualified(event: Incoming[LeadQualified], session: AsyncSession) -> None:
     """Counts an MQL."""
-    data = event.payload()
-    assert isinstance(data, LeadQualified)
+    data = event.data
     await count(session, kpi="mql", at=event.time, source=data.lead.source, campaign=data.lead.campaign)
 
 
-async def on_lead_assigned(event: CloudEvent, session: AsyncSession) -> None:
+async def on_lead_assigned(event: Incoming[LeadAssigned], session: AsyncSession) -> None:
     """Counts an assignment for its team and rep."""
-    data = event.payload()
-    assert isinstance(data, LeadAssigned)
+    data = event.data
     await count(
         session,
         kpi="assigned",
@@ -80,10 +77,9 @@ async def on_lead_assigned(event: CloudEvent, session: AsyncSession) -> None:
     )
 
 
-async def on_status_changed(event: CloudEvent, session: AsyncSession) -> None:
+async def on_status_changed(event: Incoming[LeadStatusChanged], session: AsyncSession) -> None:
     """Counts accepted, rejected, contacted, qualified, won (with amount) and lost."""
-    data = event.payload()
-    assert isinstance(data, LeadStatusChanged)
+    data = event.data
     await count(
         session,
         kpi=data.status,
@@ -96,9 +92,4 @@ async def on_status_changed(event: CloudEvent, session: AsyncSession) -> None:
     )
 
 
-HANDLERS: dict[str, EventHandler] = {
-    LeadReceived.event_type: on_lead_received,
-    LeadQualified.event_type: on_lead_qualified,
-    LeadAssigned.event_type: on_lead_assigned,
-    LeadStatusChanged.event_type: on_status_changed,
-}
+HANDLERS = handlers(on_lead_received, on_lead_qualified, on_lead_assigned, on_status_changed)

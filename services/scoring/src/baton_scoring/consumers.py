@@ -8,16 +8,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.consumer import Incoming, handlers
 from baton.events import (
     Activity,
-    CloudEvent,
     LeadActivity,
     LeadQualified,
     LeadReceived,
     LeadScored,
     LeadUpdated,
     RoutingAttributes,
-    utcnow,
 )
 from baton.outbox import add_event
 from baton_scoring.domain import EngagementEvent, LeadFacts, ScoringModel, qualification_reason, score_lead
@@ -89,10 +88,9 @@ async def rescore(session: AsyncSession, lead: LeadScore, *, now: datetime) -> N
         )
 
 
-async def on_lead_received(event: CloudEvent, session: AsyncSession) -> None:
+async def on_lead_received(event: Incoming[LeadReceived], session: AsyncSession) -> None:
     """Scores a new lead."""
-    data = event.payload()
-    assert isinstance(data, LeadReceived)
+    data = event.data
     attributes = data.model_dump(mode="json", include={"email", *_ROUTING_FIELDS})
     lead = LeadScore(
         lead_id=data.lead_id,
@@ -100,34 +98,28 @@ async def on_lead_received(event: CloudEvent, session: AsyncSession) -> None:
         activities=_activity_rows(data.activities, data.received_at),
         status="nurture",
     )
-    await rescore(session, lead, now=utcnow())
+    await rescore(session, lead, now=event.now)
 
 
-async def on_lead_updated(event: CloudEvent, session: AsyncSession) -> None:
+async def on_lead_updated(event: Incoming[LeadUpdated], session: AsyncSession) -> None:
     """Rescores a lead a duplicate post changed."""
-    data = event.payload()
-    assert isinstance(data, LeadUpdated)
+    data = event.data
     lead = await session.get(LeadScore, data.lead_id)
     if lead is None:
         raise LookupError(f"lead {data.lead_id} was updated before it was received")
     lead.attributes = {**lead.attributes, **{k: v for k, v in data.changed.items() if k in _ROUTING_FIELDS}}
     lead.activities = [*lead.activities, *_activity_rows(data.activities, data.updated_at)]
-    await rescore(session, lead, now=utcnow())
+    await rescore(session, lead, now=event.now)
 
 
-async def on_lead_activity(event: CloudEvent, session: AsyncSession) -> None:
+async def on_lead_activity(event: Incoming[LeadActivity], session: AsyncSession) -> None:
     """Rescores a lead that engaged again."""
-    data = event.payload()
-    assert isinstance(data, LeadActivity)
+    data = event.data
     lead = await session.get(LeadScore, data.lead_id)
     if lead is None:
         raise LookupError(f"activity for lead {data.lead_id} arrived before the lead")
     lead.activities = [*lead.activities, {"type": data.activity_type, "occurred_at": data.occurred_at.isoformat()}]
-    await rescore(session, lead, now=utcnow())
+    await rescore(session, lead, now=event.now)
 
 
-HANDLERS = {
-    LeadReceived.event_type: on_lead_received,
-    LeadUpdated.event_type: on_lead_updated,
-    LeadActivity.event_type: on_lead_activity,
-}
+HANDLERS = handlers(on_lead_received, on_lead_updated, on_lead_activity)

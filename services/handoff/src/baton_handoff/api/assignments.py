@@ -5,21 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from baton.auth import Principal
 from baton.errors import BatonError, Forbidden, NotFound
 from baton.events import RoutingAttributes, utcnow
-from baton.web import Page, SessionDep, require_scope
+from baton.web import AssignmentsReaderDep, AssignmentsWriterDep, Page, SessionDep
 from baton_handoff.models import Assignment
 from baton_handoff.schemas import AssignmentEventIn, AssignmentOut, DecisionOut
 from baton_handoff.service import record_status
 
 router = APIRouter(prefix="/v1/assignments", tags=["assignments"])
-
-ReaderDep = Annotated[Principal, Depends(require_scope("assignments:read"))]
-WriterDep = Annotated[Principal, Depends(require_scope("assignments:write"))]
 
 
 def _out(assignment: Assignment) -> AssignmentOut:
@@ -64,7 +61,7 @@ class _BadCursor(BatonError):
 @router.get("")
 async def list_assignments(
     session: SessionDep,
-    principal: ReaderDep,
+    principal: AssignmentsReaderDep,
     rep_id: str | None = None,
     status: str | None = None,
     updated_since: datetime | None = None,
@@ -94,13 +91,13 @@ async def list_assignments(
 
 
 @router.get("/{assignment_id}")
-async def get_assignment(assignment_id: str, session: SessionDep, principal: ReaderDep) -> AssignmentOut:
+async def get_assignment(assignment_id: str, session: SessionDep, principal: AssignmentsReaderDep) -> AssignmentOut:
     """One assignment."""
     return _out(await _assignment_for(session, principal, assignment_id))
 
 
 @router.get("/{assignment_id}/decision")
-async def get_decision(assignment_id: str, session: SessionDep, principal: ReaderDep) -> DecisionOut:
+async def get_decision(assignment_id: str, session: SessionDep, principal: AssignmentsReaderDep) -> DecisionOut:
     """Why this assignment went to its rep: the rule, the candidates, who was skipped and why."""
     assignment = await _assignment_for(session, principal, assignment_id)
     return DecisionOut(assignment_id=assignment.id, **assignment.decision)
@@ -108,7 +105,7 @@ async def get_decision(assignment_id: str, session: SessionDep, principal: Reade
 
 @router.post("/{assignment_id}/events")
 async def post_assignment_event(
-    assignment_id: str, body: AssignmentEventIn, session: SessionDep, principal: WriterDep
+    assignment_id: str, body: AssignmentEventIn, session: SessionDep, principal: AssignmentsWriterDep
 ) -> AssignmentOut:
     """Records accept / reject / contact / qualify / win / lose; illegal transitions answer 409."""
     async with session.begin():

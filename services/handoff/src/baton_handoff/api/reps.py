@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import select
 
-from baton.auth import Principal
 from baton.errors import Conflict, NotFound
 from baton.events import utcnow
-from baton.web import Page, SessionDep, require_scope
+from baton.web import AdminDep, Page, SessionDep
 from baton_handoff.models import Rep
 from baton_handoff.schemas import RepIn, RepOut, RepPatch
 
 router = APIRouter(prefix="/v1/reps", tags=["reps"])
-
-AdminDep = Annotated[Principal, Depends(require_scope("admin"))]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

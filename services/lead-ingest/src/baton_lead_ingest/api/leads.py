@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, status
+from fastapi import APIRouter, Header, status
 from sqlalchemy.exc import IntegrityError
 
-from baton.auth import Principal
 from baton.events import utcnow
-from baton.web import SessionDep, require_scope
+from baton.web import LeadsWriterDep, SessionDep
 from baton_lead_ingest.models import IdempotentAnswer
 from baton_lead_ingest.schemas import LeadAccepted, LeadIn
 from baton_lead_ingest.service import receive_lead
 
 router = APIRouter(prefix="/v1", tags=["leads"])
 
-WriterDep = Annotated[Principal, Depends(require_scope("leads:write"))]
 MERGE_ATTEMPTS = 3
 
 
@@ -24,7 +22,7 @@ MERGE_ATTEMPTS = 3
 async def post_lead(
     incoming: LeadIn,
     session: SessionDep,
-    _: WriterDep,
+    _: LeadsWriterDep,
     idempotency_key: Annotated[str | None, Header(max_length=300)] = None,
 ) -> LeadAccepted:
     """Takes one lead; the same person again merges into their lead, the same Idempotency-Key repeats the answer."""

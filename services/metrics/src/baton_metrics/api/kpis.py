@@ -5,22 +5,19 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from baton.auth import Principal
-from baton.web import SessionDep, require_scope
+from baton.web import MetricsReaderDep, SessionDep
 from baton_metrics.schemas import GroupBy, KpiReport
 from baton_metrics.service import kpi_report
 
 router = APIRouter(prefix="/v1", tags=["kpis"])
 
-ReaderDep = Annotated[Principal, Depends(require_scope("metrics:read"))]
-
 
 @router.get("/kpis", response_model_by_alias=True)
 async def get_kpis(
     session: SessionDep,
-    _: ReaderDep,
+    _: MetricsReaderDep,
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: date | None = None,
     group_by: GroupBy | None = None,

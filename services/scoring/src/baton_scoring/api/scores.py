@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from sqlalchemy import select
 
-from baton.auth import Principal
 from baton.errors import NotFound
-from baton.web import SessionDep, require_scope
+from baton.web import AdminDep, LeadsReaderDep, SessionDep
 from baton_scoring.domain import ScoringModel
 from baton_scoring.models import LeadScore, ModelVersion, ScoreHistory
 from baton_scoring.schemas import LeadScoreOut, ModelOut, ScorePoint
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
-
-AdminDep = Annotated[Principal, Depends(require_scope("admin"))]
-ReaderDep = Annotated[Principal, Depends(require_scope("metrics:read"))]
 
 
 @router.get("/model")
@@ -32,7 +26,7 @@ async def get_model(session: SessionDep, _: AdminDep) -> ModelOut:
 
 
 @router.get("/leads/{lead_id}/score")
-async def get_lead_score(lead_id: str, session: SessionDep, _: ReaderDep) -> LeadScoreOut:
+async def get_lead_score(lead_id: str, session: SessionDep, _: LeadsReaderDep) -> LeadScoreOut:
     """A lead's current score, the breakdown that explains it, and its history."""
     lead = await session.get(LeadScore, lead_id)
     if lead is None:
