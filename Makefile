@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := -e shared -e services/lead-ingest -e services/scoring -e services/handoff -e services/metrics
+# Prefix for commands that need the local Kafka and PostgreSQL: the endpoints `make infra` started or reused.
+INFRA_ENV := BATON_TEST_KAFKA_BOOTSTRAP="$$(deploy/local/kafka.sh bootstrap single)" BATON_TEST_POSTGRES_URL="$$(deploy/local/postgres.sh url)"
 
 .PHONY: install run demo test test-unit test-integration test-e2e lint format asyncapi infra infra-stop lock bench clean
 
@@ -42,13 +44,13 @@ infra-stop:
 	-deploy/local/postgres.sh stop
 
 test: lint infra
-	$(BIN)/pytest
+	$(INFRA_ENV) $(BIN)/pytest
 
 test-unit: install
 	$(BIN)/pytest tests/unit
 
 bench: install infra
-	$(BIN)/python -m bench.handoff_latency
+	$(INFRA_ENV) $(BIN)/python -m bench.handoff_latency
 
 lock: install
 	{ echo "# Exact versions of every third-party package Baton installs (make lock regenerates it)."; \
