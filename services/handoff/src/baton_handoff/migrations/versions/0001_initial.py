@@ -6,7 +6,7 @@ Revision ID: 0001
 import sqlalchemy as sa
 from alembic import op
 
-from baton.outbox import create_messaging_tables
+from baton.migration_ops import create_messaging_tables_v1, drop_messaging_tables_v1
 
 revision = "0001"
 down_revision = None
@@ -58,10 +58,11 @@ def upgrade() -> None:
         sa.Column("last_rep_id", sa.String(100)),
     )
     op.bulk_insert(cursors, [{"name": "default", "last_rep_id": None}])
-    create_messaging_tables(op)
+    create_messaging_tables_v1(op)
 
 
 def downgrade() -> None:
+    drop_messaging_tables_v1(op)
     op.drop_table("routing_cursors")
     op.drop_table("assignments")
     op.drop_table("reps")

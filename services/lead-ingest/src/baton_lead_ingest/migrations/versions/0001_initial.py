@@ -6,7 +6,7 @@ Revision ID: 0001
 import sqlalchemy as sa
 from alembic import op
 
-from baton.outbox import create_messaging_tables
+from baton.migration_ops import create_messaging_tables_v1, drop_messaging_tables_v1
 
 revision = "0001"
 down_revision = None
@@ -40,9 +40,10 @@ def upgrade() -> None:
         sa.Column("duplicate", sa.Boolean, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
-    create_messaging_tables(op)
+    create_messaging_tables_v1(op)
 
 
 def downgrade() -> None:
+    drop_messaging_tables_v1(op)
     op.drop_table("idempotent_answers")
     op.drop_table("leads")

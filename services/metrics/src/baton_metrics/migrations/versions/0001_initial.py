@@ -6,7 +6,7 @@ Revision ID: 0001
 import sqlalchemy as sa
 from alembic import op
 
-from baton.outbox import create_messaging_tables
+from baton.migration_ops import create_messaging_tables_v1, drop_messaging_tables_v1
 
 revision = "0001"
 down_revision = None
@@ -26,8 +26,9 @@ def upgrade() -> None:
         sa.Column("amount", sa.Numeric(16, 2), nullable=False),
         sa.UniqueConstraint("day", "source", "campaign", "team", "rep_id", "kpi", name="uq_kpi_counters_cell"),
     )
-    create_messaging_tables(op)
+    create_messaging_tables_v1(op)
 
 
 def downgrade() -> None:
+    drop_messaging_tables_v1(op)
     op.drop_table("kpi_counters")
