@@ -5,6 +5,14 @@
 # cached under <repo>/.cache/kafka/<version>/libs, runtime state lives under
 # <repo>/.data/kafka/<single|cluster>/.
 #
+# Ports are checked by talking to them, not by pid files. `start single` reuses
+# a Kafka broker that already answers an ApiVersions request on the single
+# port, whoever started it, and `stop` leaves such a broker running. When a
+# default port is held by anything else, this checkout's nodes start on the
+# next free ports (default + 10, + 20, ...); the ports chosen are remembered in
+# .data/kafka/<name>/ports and every command follows them. The cluster is
+# never reused (fault tests kill its nodes), only relocated.
+#
 # Usage: deploy/local/kafka.sh <command> [args]
 #   fetch                      resolve Kafka + runtime deps into the cache
 #   start   [single|cluster]   start (formats storage on first use), wait ready
@@ -13,7 +21,7 @@
 #   reset   [single|cluster]   stop and delete the data dir
 #   kill-node N                SIGKILL cluster node N (1..3)
 #   start-node N               start cluster node N again and wait until ready
-#   bootstrap [single|cluster] print the bootstrap servers string
+#   bootstrap [single|cluster] print the bootstrap servers in use (reused or own)
 #   tool NAME|CLASS [ARGS...]  run a Kafka CLI tool from the cached jars, e.g.
 #                              tool topics --bootstrap-server 127.0.0.1:9092 --list
 #                              (NAME: topics, console-producer, console-consumer,
@@ -23,13 +31,21 @@
 # Environment: JAVA (default java), KAFKA_VERSION (pin a version),
 #   KAFKA_HEAP_OPTS (default "-Xms256m -Xmx512m"), KAFKA_JVM_OPTS (extra),
 #   KAFKA_START_TIMEOUT (90), KAFKA_STOP_TIMEOUT (20), MVN (default mvn),
-#   MVN_ARGS (extra mvn args, e.g. -Dmaven.repo.local=...).
+#   MVN_ARGS (extra mvn args, e.g. -Dmaven.repo.local=...),
+#   KAFKA_CACHE_DIR (jar cache, default <repo>/.cache/kafka),
+#   KAFKA_SINGLE_PORT (9092), KAFKA_SINGLE_CONTROLLER_PORT (9093),
+#   KAFKA_CLUSTER_PORT (19092), KAFKA_CLUSTER_CONTROLLER_PORT (19192): default
+#   ports; cluster nodes 2 and 3 use the next two ports after these.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
-CACHE_ROOT="$REPO_ROOT/.cache/kafka"
+CACHE_ROOT="${KAFKA_CACHE_DIR:-$REPO_ROOT/.cache/kafka}"
 DATA_ROOT="$REPO_ROOT/.data/kafka"
+# Machine-wide: checkouts choose and bind their ports one at a time.
+PORTS_LOCK=/tmp/baton-kafka-ports.lock
+PORT_STEP=10
+PORT_TRIES=100
 
 JAVA="${JAVA:-java}"
 MVN="${MVN:-mvn}"
@@ -119,7 +135,7 @@ EOF
   fi
   jar_has_class "$dest.tmp/kafka_2.13-$v.jar" "kafka/Kafka.class" \
     || { rm -rf "$dest.tmp"; die "Kafka $v: kafka.Kafka not found in kafka_2.13-$v.jar"; }
-  rm -rf "$dest" && mv "$dest.tmp" "$dest" && ls "$dest" >"$dest/.complete" \
+  { rm -rf "$dest" && mv "$dest.tmp" "$dest" && ls "$dest" >"$dest/.complete"; } \
     || die "could not move jars into $dest"
   return 0
 }
@@ -176,15 +192,54 @@ check_java() {
 set_deployment() {
   NAME="${1:-single}"
   case "$NAME" in
-    single) NODES=(1) ;;
-    cluster) NODES=(1 2 3) ;;
+    single)
+      NODES=(1)
+      DEFAULT_BROKER="${KAFKA_SINGLE_PORT:-9092}"
+      DEFAULT_CONTROLLER="${KAFKA_SINGLE_CONTROLLER_PORT:-9093}"
+      ;;
+    cluster)
+      NODES=(1 2 3)
+      DEFAULT_BROKER="${KAFKA_CLUSTER_PORT:-19092}"
+      DEFAULT_CONTROLLER="${KAFKA_CLUSTER_CONTROLLER_PORT:-19192}"
+      ;;
     *) die "unknown deployment '$NAME' (expected single or cluster)" ;;
   esac
+  local p
+  for p in "$DEFAULT_BROKER" "$DEFAULT_CONTROLLER"; do
+    if ! [[ "$p" =~ ^[1-9][0-9]{0,4}$ ]] || ((p + ${#NODES[@]} > 65536)); then die "invalid $NAME port '$p'"; fi
+  done
+  local gap=$((DEFAULT_BROKER - DEFAULT_CONTROLLER))
+  ((gap >= ${#NODES[@]} || -gap >= ${#NODES[@]})) \
+    || die "$NAME broker ports ($DEFAULT_BROKER..) and controller ports ($DEFAULT_CONTROLLER..) overlap"
   DDIR="$DATA_ROOT/$NAME"
+  PORTS_FILE="$DDIR/ports"
+  REUSED_FILE="$DDIR/reused"
+  load_ports
 }
 
-broker_port() { if [[ "$NAME" == single ]]; then echo 9092; else echo $((19091 + $1)); fi; }
-controller_port() { if [[ "$NAME" == single ]]; then echo 9093; else echo $((19191 + $1)); fi; }
+# BROKER_BASE/CONTROLLER_BASE: the ports remembered by the last start, else the defaults.
+load_ports() {
+  BROKER_BASE="$DEFAULT_BROKER"; CONTROLLER_BASE="$DEFAULT_CONTROLLER"
+  [[ -f "$PORTS_FILE" ]] || return 0
+  local key val
+  while IFS='=' read -r key val; do
+    [[ "$val" =~ ^[0-9]+$ ]] || continue
+    case "$key" in
+      broker) BROKER_BASE="$val" ;;
+      controller) CONTROLLER_BASE="$val" ;;
+    esac
+  done <"$PORTS_FILE"
+}
+
+save_ports() {
+  mkdir -p "$DDIR"
+  printf '# ports of this checkout'"'"'s %s nodes, chosen by deploy/local/kafka.sh start\nbroker=%s\ncontroller=%s\n' \
+    "$NAME" "$BROKER_BASE" "$CONTROLLER_BASE" >"$PORTS_FILE.tmp"
+  mv "$PORTS_FILE.tmp" "$PORTS_FILE"
+}
+
+broker_port() { echo $((BROKER_BASE + $1 - 1)); }
+controller_port() { echo $((CONTROLLER_BASE + $1 - 1)); }
 
 bootstrap_servers() {
   local n out=()
@@ -220,6 +275,60 @@ node_pid() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# True if a Kafka broker answers on port $1: sends an ApiVersions v0 request
+# (api_key 18, a random correlation id, client id "kafka.sh") and expects a
+# response with the same correlation id and error_code 0.
+kafka_answers() {
+  local corr req out
+  corr="$(printf '%08x' $(((RANDOM << 16 | RANDOM) & 0x7fffffff)))"
+  # size 18 | api_key 18 | api_version 0 | correlation id | client id (int16 length + bytes)
+  req='\x00\x00\x00\x12\x00\x12\x00\x00'
+  req+="\\x${corr:0:2}\\x${corr:2:2}\\x${corr:4:2}\\x${corr:6:2}"
+  req+='\x00\x08kafka.sh'
+  # response v0: size (4 bytes) | correlation id (4) | error_code (2) | ...
+  # shellcheck disable=SC2016
+  out="$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf "$2" >&3 && head -c 10 <&3 | od -An -v -tx1' \
+         _ "$1" "$req" 2>/dev/null | tr -d ' \n')" || return 1
+  [[ ${#out} -eq 20 && "${out:8:8}" == "$corr" && "${out:16:4}" == 0000 ]]
+}
+
+# True if every node's broker and controller port is free with bases $1 and $2.
+ports_free() {
+  local n
+  for n in "${NODES[@]}"; do
+    port_open $(($1 + n - 1)) && return 1
+    port_open $(($2 + n - 1)) && return 1
+  done
+  return 0
+}
+
+# Sets BROKER_BASE/CONTROLLER_BASE to free ports: the defaults, else the
+# remembered ones, else the defaults shifted up by PORT_STEP at a time.
+choose_ports() {
+  local cands=("$DEFAULT_BROKER $DEFAULT_CONTROLLER" "$BROKER_BASE $CONTROLLER_BASE") k b c
+  for ((k = 1; k <= PORT_TRIES; k++)); do
+    cands+=("$((DEFAULT_BROKER + k * PORT_STEP)) $((DEFAULT_CONTROLLER + k * PORT_STEP))")
+  done
+  for k in "${cands[@]}"; do
+    read -r b c <<<"$k"
+    ((b + ${#NODES[@]} <= 65536 && c + ${#NODES[@]} <= 65536)) || continue
+    if ports_free "$b" "$c"; then
+      BROKER_BASE="$b"; CONTROLLER_BASE="$c"
+      return 0
+    fi
+  done
+  die "$NAME: no free ports found from $DEFAULT_BROKER/$DEFAULT_CONTROLLER upwards"
+}
+
+lock_ports() {
+  if [[ ! -e "$PORTS_LOCK" ]]; then
+    { : >>"$PORTS_LOCK" && chmod 666 "$PORTS_LOCK"; } 2>/dev/null || true
+  fi
+  [[ -r "$PORTS_LOCK" ]] || return 0
+  exec 7<"$PORTS_LOCK"
+  flock -w "$((START_TIMEOUT + 300))" 7 || die "timed out waiting for another kafka.sh to bind its ports ($PORTS_LOCK)"
+}
 
 gen_cluster_id() {
   # Same format as org.apache.kafka.common.Uuid: 16 random bytes, url-safe base64, no padding.
@@ -330,10 +439,9 @@ launch_node() {
   local cmd q
   cmd="echo \$\$ > $(printf %q "$(pid_file "$n")"); exec"
   for q in "${JCMD[@]}" kafka.Kafka "$nd/server.properties"; do cmd+=" $(printf %q "$q")"; done
-  # close the lock fds (8, 9) so the broker does not hold them
-  setsid nohup bash -c "$cmd" >"$nd/kafka.out" 2>&1 </dev/null 8>&- 9>&- &
-  local i
-  for i in $(seq 1 50); do [[ -s "$(pid_file "$n")" ]] && break; sleep 0.1; done
+  # close the lock fds (7, 8, 9) so the broker does not hold them
+  setsid nohup bash -c "$cmd" >"$nd/kafka.out" 2>&1 </dev/null 7>&- 8>&- 9>&- &
+  for _ in $(seq 1 50); do [[ -s "$(pid_file "$n")" ]] && break; sleep 0.1; done
 }
 
 # Byte offset in server.log where the current start began (0 if the log rolled since).
@@ -423,7 +531,8 @@ start_nodes() {
     node_pid "$n" >/dev/null && continue
     bp="$(broker_port "$n")"; cp="$(controller_port "$n")"
     if port_open "$bp" || port_open "$cp"; then
-      die "$NAME node $n: port $bp or $cp is already in use by another process"
+      die "$NAME node $n: port $bp or $cp is already in use by another process" \
+          "(stop all $NAME nodes and start again to move to free ports)"
     fi
     todo+=("$n")
   done
@@ -434,13 +543,39 @@ start_nodes() {
 
 # ------------------------------------------------------------ commands ----
 
+own_nodes_running() {
+  local n
+  for n in "${NODES[@]}"; do node_pid "$n" >/dev/null && return 0; done
+  return 1
+}
+
 cmd_start() {
   set_deployment "${1:-single}"
   lock_deployment
-  local t0=$SECONDS
+  local t0=$SECONDS note=""
+  # Nodes of ours still run: keep their ports. Otherwise look at who holds the ports.
+  if ! own_nodes_running; then
+    lock_ports
+    if [[ "$NAME" == single ]] && kafka_answers "$DEFAULT_BROKER"; then
+      mkdir -p "$DDIR"
+      echo "127.0.0.1:$DEFAULT_BROKER" >"$REUSED_FILE"
+      echo "kafka single: reusing the broker already serving 127.0.0.1:$DEFAULT_BROKER"
+      return 0
+    fi
+    choose_ports
+    rm -f "$REUSED_FILE"
+    save_ports
+    if ((BROKER_BASE != DEFAULT_BROKER || CONTROLLER_BASE != DEFAULT_CONTROLLER)); then
+      if [[ "$NAME" == single ]]; then
+        note=" (default ports $DEFAULT_BROKER/$DEFAULT_CONTROLLER in use by something else)"
+      else
+        note=" (default ports $DEFAULT_BROKER-$((DEFAULT_BROKER + 2))/$DEFAULT_CONTROLLER-$((DEFAULT_CONTROLLER + 2)) in use by something else)"
+      fi
+    fi
+  fi
   prepare
   start_nodes "${NODES[@]}"
-  echo "kafka $NAME ($KV): up at $(bootstrap_servers) ($((SECONDS - t0))s)"
+  echo "kafka $NAME ($KV): up at $(bootstrap_servers)$note ($((SECONDS - t0))s)"
 }
 
 stop_pids() {
@@ -470,12 +605,26 @@ cmd_stop() {
   done
   stop_pids "${pids[@]}"
   for n in "${NODES[@]}"; do rm -f "$(pid_file "$n")"; done
-  if ((${#pids[@]})); then echo "kafka $NAME: stopped"; else echo "kafka $NAME: not running"; fi
+  if ((${#pids[@]})); then
+    echo "kafka $NAME: stopped"
+  elif [[ -f "$REUSED_FILE" ]]; then
+    rm -f "$REUSED_FILE"
+    echo "kafka $NAME: not ours (reused), left running"
+  else
+    echo "kafka $NAME: not running"
+  fi
 }
 
 cmd_status() {
   set_deployment "${1:-single}"
-  local n p up=0
+  local n p up=0 addr
+  if [[ -s "$REUSED_FILE" ]] && ! own_nodes_running; then
+    addr="$(cat "$REUSED_FILE")"
+    if kafka_answers "${addr##*:}"; then
+      echo "kafka $NAME: reusing the broker at $addr (not ours)"; return 0
+    fi
+    echo "kafka $NAME: reused broker at $addr does not answer"; exit 3
+  fi
   for n in "${NODES[@]}"; do
     if p="$(node_pid "$n")"; then
       if port_open "$(broker_port "$n")"; then
@@ -505,10 +654,10 @@ cmd_kill_node() {
   node_arg "${1:-}"
   set_deployment cluster
   lock_deployment
-  local p i
+  local p
   if p="$(node_pid "$1")"; then
     kill -KILL "$p" 2>/dev/null || true
-    for i in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     rm -f "$(pid_file "$1")"
     echo "kafka cluster node $1: killed (pid $p)"
   else
@@ -556,6 +705,11 @@ EOF
     -cp "$LIBS/*" "$cls" "$@"
 }
 
+cmd_bootstrap() {
+  set_deployment "${1:-single}"
+  if [[ -s "$REUSED_FILE" ]] && ! own_nodes_running; then cat "$REUSED_FILE"; else bootstrap_servers; fi
+}
+
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'
 }
@@ -572,7 +726,7 @@ main() {
     kill-node) cmd_kill_node "$@" ;;
     start-node) cmd_start_node "$@" ;;
     tool) cmd_tool "$@" ;;
-    bootstrap) set_deployment "${1:-single}"; bootstrap_servers ;;
+    bootstrap) cmd_bootstrap "$@" ;;
     version) v="$(cached_version)"; echo "${v:-${KAFKA_VERSION:-${KAFKA_CANDIDATES[0]}}}" ;;
     -h|--help|help) usage ;;
     "") usage >&2; exit 2 ;;

@@ -3,6 +3,14 @@
 # "baton" (pg_createcluster), listening on 127.0.0.1:55432 only.
 # Installs the `postgresql` apt package when the server is missing.
 #
+# The server in use is checked by talking to it, not by pid files. When the
+# cluster is not running and whatever serves 127.0.0.1:55432 accepts the baton
+# login, that server is reused, whoever started it (stop and restart leave it
+# alone). When the port is held by something that does not accept that login,
+# the cluster starts on the next free port above it instead; the port is kept
+# in the cluster's config (/etc/postgresql/<ver>/baton/conf.d/90-baton-local.conf)
+# and `url` prints the URL in effect.
+#
 # Usage: deploy/local/postgres.sh <command> [args]
 #   start                 install if needed, create/configure the cluster, start it,
 #                         wait for pg_isready, ensure role + default databases
@@ -10,21 +18,26 @@
 #   restart [--immediate] stop (fast, or immediate = crash-like, WAL recovery on start)
 #                         and start again, wait until ready
 #   status                one line; exit 0 when running, 3 otherwise
-#   url [DB]              print postgresql://baton:baton@127.0.0.1:55432[/DB]
+#   url [DB]              print the URL in effect, by default
+#                         postgresql://baton:baton@127.0.0.1:55432[/DB]
 #   createdb NAME...      create databases if missing (starts the server if needed)
 #   dropdb NAME...        drop databases if present (WITH (FORCE))
 #   recreate NAME...      drop + create (clean test databases)
 #
 # Role `baton` (password `baton`, LOGIN SUPERUSER CREATEDB) owns the databases
 # baton_lead_ingest, baton_scoring, baton_handoff, baton_metrics.
-# Environment: PG_START_TIMEOUT (default 60 s).
+# Environment: PG_START_TIMEOUT (default 60 s), PG_PORT (default port, 55432),
+#   PG_CLUSTER (name of the Debian cluster, default baton).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 
-CLUSTER=baton
-PORT=55432
+CLUSTER="${PG_CLUSTER:-baton}"
+DEFAULT_PORT="${PG_PORT:-55432}"
+PORT="$DEFAULT_PORT"
+# 1 while the server in use is one this script did not start (see load_state).
+REUSED=0
 HOST=127.0.0.1
 ROLE=baton
 PASSWORD=baton
@@ -33,6 +46,13 @@ SOCKET_DIR=/var/run/postgresql
 START_TIMEOUT="${PG_START_TIMEOUT:-60}"
 
 die() { echo "postgres.sh: error: $*" >&2; exit 1; }
+
+[[ "$CLUSTER" =~ ^[A-Za-z0-9_]+$ ]] || die "invalid cluster name '$CLUSTER' (letters, digits, _)"
+if ! [[ "$DEFAULT_PORT" =~ ^[1-9][0-9]{0,4}$ ]] || ((DEFAULT_PORT > 65535)); then
+  die "invalid port '$DEFAULT_PORT'"
+fi
+# Set by `start` when it reuses a server it did not start: that server's port.
+REUSED_FILE="$REPO_ROOT/.data/postgres.reused"
 
 base_url() { echo "postgresql://$ROLE:$PASSWORD@$HOST:$PORT"; }
 
@@ -87,16 +107,84 @@ is_running() {
   pg_ctlcluster "$VER" "$CLUSTER" status >/dev/null 2>&1
 }
 
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# True if role baton can log in over TCP on port $1 and run a query.
+can_login() {
+  command -v psql >/dev/null || return 1
+  local out
+  out="$(PGCONNECT_TIMEOUT=5 psql -X -q -At -w -d "postgresql://$ROLE:$PASSWORD@$HOST:$1/postgres" \
+         -c 'select 1' 2>/dev/null </dev/null)" || return 1
+  [[ "$out" == 1 ]]
+}
+
+# The port in the cluster's config; empty when the cluster does not exist.
+configured_port() {
+  local f p
+  for f in "/etc/postgresql/$VER/$CLUSTER/conf.d/90-baton-local.conf" "/etc/postgresql/$VER/$CLUSTER/postgresql.conf"; do
+    [[ -f "$f" ]] || continue
+    p="$(sed -nE 's/^[[:space:]]*port[[:space:]]*=[[:space:]]*([0-9]+).*/\1/p' "$f" | tail -n 1)"
+    if [[ -n "$p" ]]; then echo "$p"; return 0; fi
+  done
+}
+
+# Which server is in use, changing nothing: the cluster if it runs (on its
+# configured port), else a server `start` reused, else the cluster's configured
+# port or the default. Sets VER (empty when not installed), PORT and REUSED.
+load_state() {
+  local p
+  REUSED=0; PORT="$DEFAULT_PORT"; VER=""
+  if is_installed; then
+    VER="$(pick_version)"
+    if cluster_exists; then
+      p="$(configured_port)"
+      PORT="${p:-$DEFAULT_PORT}"
+      if is_running; then return 0; fi
+    fi
+  fi
+  p="$(cat "$REUSED_FILE" 2>/dev/null || true)"
+  if [[ "$p" =~ ^[0-9]+$ ]]; then PORT="$p"; REUSED=1; fi
+}
+
+own_running() { [[ -n "$VER" ]] && ((REUSED == 0)) && is_running; }
+
+# True if a server answers on the unix socket for port $1 (a stale socket file does not count).
+socket_in_use() {
+  [[ -S "$SOCKET_DIR/.s.PGSQL.$1" ]] || return 1
+  local rc=0
+  pg_isready -q -h "$SOCKET_DIR" -p "$1" -t 2 || rc=$?
+  ((rc <= 1))
+}
+
+# A free port for the cluster: the default, else the configured one, else the
+# next free one above the default. Free = nothing answers on TCP or on the unix
+# socket of that number.
+choose_port() {
+  local p conf
+  conf="$(configured_port)"
+  for p in "$DEFAULT_PORT" ${conf:+"$conf"} $(seq $((DEFAULT_PORT + 1)) $((DEFAULT_PORT + 100))); do
+    ((p <= 65535)) || break
+    if ! port_open "$p" && ! socket_in_use "$p"; then echo "$p"; return 0; fi
+  done
+  die "no free port found from $DEFAULT_PORT upwards"
+}
+
 log_file() { echo "/var/log/postgresql/postgresql-$VER-$CLUSTER.log"; }
 
 as_postgres() {
   if command -v runuser >/dev/null; then runuser -u postgres -- "$@"; else su postgres -s /bin/sh -c "$(printf '%q ' "$@")"; fi
 }
 
-# psql over the unix socket as the postgres superuser.
+# psql over the unix socket as the postgres superuser; over TCP as role baton
+# on a reused server.
 psql_admin() {
-  as_postgres env PGOPTIONS="-c client_min_messages=warning" \
-    psql -X -q -At -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$PORT" -d postgres "$@"
+  if ((REUSED)); then
+    PGOPTIONS="-c client_min_messages=warning" PGCONNECT_TIMEOUT=5 \
+      psql -X -q -At -w -v ON_ERROR_STOP=1 -d "postgresql://$ROLE:$PASSWORD@$HOST:$PORT/postgres" "$@"
+  else
+    as_postgres env PGOPTIONS="-c client_min_messages=warning" \
+      psql -X -q -At -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$PORT" -d postgres "$@"
+  fi
 }
 
 # Write $2 to file $1 (owned by postgres) only if it differs; sets CONF_CHANGED=1 then.
@@ -201,16 +289,32 @@ drop_dbs() {
   done
 }
 
-# Install, configure, start, ensure role and default DBs. Quiet.
+# Make a server available: the running cluster (kept on its port), else a
+# server on the default port that accepts the baton login (reused), else the
+# cluster started on a free port. Then ensure role and default DBs. Quiet;
+# NOTE says why the port differs from the default.
 up() {
-  ensure_installed
-  VER="$(pick_version)"
-  configure
-  if is_running; then
+  NOTE=""
+  load_state
+  if own_running; then
+    rm -f "$REUSED_FILE"
+    configure
     if ((CONF_CHANGED)); then
       pg_ctlcluster "$VER" "$CLUSTER" restart >/dev/null 9>&- 2>&1 || pg_start_cluster
     fi
+  elif port_open "$DEFAULT_PORT" && can_login "$DEFAULT_PORT"; then
+    PORT="$DEFAULT_PORT"; REUSED=1
+    echo "$PORT" >"$REUSED_FILE"
+    create_dbs "${DEFAULT_DBS[@]}"
+    return 0
   else
+    REUSED=0
+    rm -f "$REUSED_FILE"
+    ensure_installed
+    VER="$(pick_version)"
+    PORT="$(choose_port)"
+    ((PORT == DEFAULT_PORT)) || NOTE=" (port $DEFAULT_PORT in use by something else)"
+    configure
     pg_start_cluster
   fi
   wait_ready
@@ -218,17 +322,31 @@ up() {
   create_dbs "${DEFAULT_DBS[@]}"
 }
 
+# The status line after up().
+up_line() {
+  if ((REUSED)); then
+    echo "postgres: reusing the server already serving $(base_url)"
+  else
+    echo "postgres $VER/$CLUSTER: $1 at $(base_url)$NOTE ($2s)"
+  fi
+}
+
 cmd_start() {
   lock
   local t0=$SECONDS
   up
-  echo "postgres $VER/$CLUSTER: up at $(base_url) ($((SECONDS - t0))s)"
+  up_line up "$((SECONDS - t0))"
 }
 
 cmd_stop() {
   lock
-  if ! is_installed; then echo "postgres: not installed"; return 0; fi
-  VER="$(pick_version)"
+  load_state
+  if ((REUSED)); then
+    rm -f "$REUSED_FILE"
+    echo "postgres: not ours (reused server at $(base_url)), left running"
+    return 0
+  fi
+  if [[ -z "$VER" ]]; then echo "postgres: not installed"; return 0; fi
   if is_running; then
     pg_ctlcluster "$VER" "$CLUSTER" stop -m fast >/dev/null 2>&1 \
       || pg_ctlcluster "$VER" "$CLUSTER" stop -m immediate \
@@ -248,23 +366,31 @@ cmd_restart() {
   esac
   lock
   local t0=$SECONDS
-  ensure_installed
-  VER="$(pick_version)"
-  configure
-  if is_running; then
-    pg_ctlcluster "$VER" "$CLUSTER" stop -m "$mode" >/dev/null 2>&1 \
-      || die "could not stop PostgreSQL $VER/$CLUSTER (-m $mode)"
+  load_state
+  ((REUSED == 0)) || die "the server at $(base_url) was not started by this script (reused); not restarting it"
+  if ! own_running; then
+    up
+    up_line up "$((SECONDS - t0))"
+    return 0
   fi
+  NOTE=""
+  configure
+  pg_ctlcluster "$VER" "$CLUSTER" stop -m "$mode" >/dev/null 2>&1 \
+    || die "could not stop PostgreSQL $VER/$CLUSTER (-m $mode)"
   pg_start_cluster
   wait_ready
   ensure_role
   create_dbs "${DEFAULT_DBS[@]}"
-  echo "postgres $VER/$CLUSTER: restarted ($mode) at $(base_url) ($((SECONDS - t0))s)"
+  up_line "restarted ($mode)" "$((SECONDS - t0))"
 }
 
 cmd_status() {
-  if ! is_installed; then echo "postgres: not installed"; exit 3; fi
-  VER="$(pick_version)"
+  load_state
+  if ((REUSED)); then
+    if can_login "$PORT"; then echo "postgres: reusing the server at $(base_url) (not ours)"; return 0; fi
+    echo "postgres: reused server at $(base_url) does not accept the login"; exit 3
+  fi
+  if [[ -z "$VER" ]]; then echo "postgres: not installed"; exit 3; fi
   if ! cluster_exists; then echo "postgres $VER/$CLUSTER: not created"; exit 3; fi
   if is_running && pg_isready -q -h "$HOST" -p "$PORT" -t 2; then
     echo "postgres $VER/$CLUSTER: running at $(base_url)"
@@ -277,9 +403,9 @@ cmd_status() {
 
 # For createdb/dropdb/recreate: make sure the server is up (quietly).
 ensure_up() {
-  ensure_installed
-  VER="$(pick_version)"
-  if cluster_exists && is_running && pg_isready -q -h "$HOST" -p "$PORT" -t 2; then return 0; fi
+  load_state
+  if ((REUSED)) && can_login "$PORT"; then return 0; fi
+  if own_running && pg_isready -q -h "$HOST" -p "$PORT" -t 2; then return 0; fi
   up
 }
 
@@ -291,6 +417,7 @@ cmd_recreate() {
 }
 
 cmd_url() {
+  load_state
   if [[ -n "${1:-}" ]]; then check_names "$1"; echo "$(base_url)/$1"; else base_url; fi
 }
 
