@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from sqlalchemy import Date, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -26,4 +27,4 @@ class KpiCounter(Base):
     rep_id: Mapped[str] = mapped_column(String(100))
     kpi: Mapped[str] = mapped_column(String(64))
     count: Mapped[int] = mapped_column(Integer, default=0)
-    amount: Mapped[float] = mapped_column(Numeric(16, 2), default=0)
+    amount: Mapped[Decimal] = mapped_column(Numeric(16, 2), default=0)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from baton.web import MetricsReaderDep, SessionDep
 from baton_metrics.schemas import GroupBy, KpiReport
-from baton_metrics.service import kpi_report
+from baton_metrics.service import kpi_report_between
 
 router = APIRouter(prefix="/v1", tags=["kpis"])
 
@@ -22,5 +22,5 @@ async def get_kpis(
     to: date | None = None,
     group_by: GroupBy | None = None,
 ) -> KpiReport:
-    """KPI totals and conversion rates between two days (inclusive), overall and per group."""
-    return await kpi_report(session, start=from_, end=to, group_by=group_by)
+    """KPI totals and conversion rates between two UTC days (inclusive), overall and per group."""
+    return await kpi_report_between(session, start=from_, end=to, group_by=group_by)
