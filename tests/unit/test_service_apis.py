@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +14,6 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from baton.auth import issue_token
-from baton.bus import Record
-from baton.bus.embedded import EmbeddedLog
-from baton.events import LEADS_INGESTED
-from baton.outbox import decode_record
 from baton.settings import Settings
 from baton_handoff.app import create_app as create_handoff_app
 from baton_handoff.settings import HandoffSettings
@@ -28,7 +24,6 @@ from baton_metrics.settings import MetricsSettings
 from baton_scoring.app import create_app as create_scoring_app
 from baton_scoring.settings import ScoringSettings
 
-ConsumeRecords = Callable[[EmbeddedLog, str, Sequence[str], int], Awaitable[list[Record]]]
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -54,12 +49,6 @@ async def running(create_app: Callable[[Any], FastAPI], settings: Settings) -> A
 
 
 @pytest.fixture
-async def ingest(tmp_path: Path) -> AsyncIterator[RunningService]:
-    async with running(create_ingest_app, IngestSettings(data_dir=tmp_path)) as service:
-        yield service
-
-
-@pytest.fixture
 async def handoff(tmp_path: Path) -> AsyncIterator[RunningService]:
     async with running(create_handoff_app, HandoffSettings(data_dir=tmp_path)) as service:
         yield service
@@ -72,102 +61,6 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert body["status"] == status
     assert body["detail"]
     return body
-
-
-# lead-ingest
-
-
-async def test_posting_a_lead_without_a_token_is_unauthorized(ingest: RunningService) -> None:
-    response = await ingest.client.post("/v1/leads", json={"email": "jane@example.com"})
-
-    assert_problem(response, 401)
-    assert response.headers["www-authenticate"] == "Bearer"
-
-
-async def test_posting_a_lead_with_an_invalid_token_is_unauthorized(ingest: RunningService) -> None:
-    forged = issue_token("another-secret-" + "x" * 40, scopes=["leads:write"])
-
-    response = await ingest.client.post(
-        "/v1/leads", json={"email": "jane@example.com"}, headers={"Authorization": f"Bearer {forged}"}
-    )
-
-    assert_problem(response, 401)
-
-
-async def test_posting_a_lead_with_a_metrics_token_is_forbidden(ingest: RunningService) -> None:
-    response = await ingest.client.post(
-        "/v1/leads", json={"email": "jane@example.com"}, headers=ingest.token("metrics:read")
-    )
-
-    body = assert_problem(response, 403)
-    assert "leads:write" in body["detail"]
-
-
-async def test_invalid_lead_is_rejected_listing_every_failing_field(ingest: RunningService) -> None:
-    response = await ingest.client.post(
-        "/v1/leads",
-        json={"email": "not-an-address", "nickname": "JD", "company_size": -3},
-        headers=ingest.token("leads:write"),
-    )
-
-    body = assert_problem(response, 422)
-    failing = {tuple(error["loc"]) for error in body["errors"]}
-    assert failing == {("body", "email"), ("body", "nickname"), ("body", "company_size")}
-
-
-async def test_valid_lead_is_accepted_as_received(ingest: RunningService) -> None:
-    response = await ingest.client.post(
-        "/v1/leads",
-        json={"email": "jane.doe@example.com", "first_name": "Jane", "company": "Acme", "title": "CMO"},
-        headers=ingest.token("leads:write"),
-    )
-
-    assert response.status_code == 202, response.text
-    body = response.json()
-    assert body == {"lead_id": body["lead_id"], "status": "received", "duplicate": False}
-    assert body["lead_id"]
-
-
-async def test_accepted_lead_is_published_as_lead_received(
-    ingest: RunningService, tmp_path: Path, consume_records: ConsumeRecords
-) -> None:
-    response = await ingest.client.post(
-        "/v1/leads", json={"email": "jane.doe@example.com", "title": "CMO"}, headers=ingest.token("leads:write")
-    )
-    log = EmbeddedLog(tmp_path / "bus.db", poll_interval=0.01)
-    await log.start()
-    try:
-        [record] = await consume_records(log, "test-reader", [LEADS_INGESTED], 1)
-    finally:
-        await log.stop()
-
-    event = decode_record(record)
-    assert event.type == "baton.lead.received.v1"
-    assert event.subject == response.json()["lead_id"]
-    assert event.data["email"] == "jane.doe@example.com"
-    assert event.data["title"] == "CMO"
-
-
-async def test_same_person_with_differently_cased_email_merges_into_the_same_lead(ingest: RunningService) -> None:
-    writer = ingest.token("leads:write")
-
-    first = await ingest.client.post("/v1/leads", json={"email": "jane.doe@example.com"}, headers=writer)
-    again = await ingest.client.post("/v1/leads", json={"email": "  Jane.Doe@EXAMPLE.com "}, headers=writer)
-
-    assert first.json()["duplicate"] is False
-    assert again.status_code == 202
-    assert again.json() == {"lead_id": first.json()["lead_id"], "status": "received", "duplicate": True}
-
-
-async def test_same_idempotency_key_repeats_the_first_answer(ingest: RunningService) -> None:
-    headers = {**ingest.token("leads:write"), "Idempotency-Key": "form-submission-42"}
-
-    first = await ingest.client.post("/v1/leads", json={"email": "jane.doe@example.com"}, headers=headers)
-    again = await ingest.client.post("/v1/leads", json={"email": "jane.doe@example.com"}, headers=headers)
-
-    assert first.status_code == again.status_code == 202
-    assert again.json() == first.json()
-    assert again.json()["duplicate"] is False
 
 
 # handoff

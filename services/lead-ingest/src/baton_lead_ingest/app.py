@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
 from fastapi import FastAPI
 
-from baton.runtime import ServiceSpec
+from baton.runtime import ServiceRuntime, ServiceSpec
 from baton.web import create_service_app
 from baton_lead_ingest.api import leads
+from baton_lead_ingest.group_commit import GroupCommit
+from baton_lead_ingest.service import Intake, IntakeResult, commit_intakes
 from baton_lead_ingest.settings import IngestSettings
 
 SPEC = ServiceSpec(name="lead-ingest", database="baton_lead_ingest", migrations="baton_lead_ingest:migrations")
@@ -15,9 +21,27 @@ SPEC = ServiceSpec(name="lead-ingest", database="baton_lead_ingest", migrations=
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
     """Builds the lead-ingest app."""
     settings = settings or IngestSettings()
-    return create_service_app(
+    app = create_service_app(
         SPEC,
         settings,
         [leads.router],
         description="Webhook and API intake: validates leads, merges duplicates, publishes lead.received.",
     )
+    runtime: ServiceRuntime = app.state.runtime
+    intake: GroupCommit[Intake, IntakeResult] = GroupCommit(
+        partial(commit_intakes, runtime.sessions), max_weight=settings.intake_group_max_leads, name="lead-intake"
+    )
+    app.state.intake = intake
+    service_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with service_lifespan(app):
+            await intake.start()
+            try:
+                yield
+            finally:
+                await intake.stop()
+
+    app.router.lifespan_context = lifespan
+    return app

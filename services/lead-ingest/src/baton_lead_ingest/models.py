@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String
+from sqlalchemy import JSON, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from baton.db import Base, UTCDateTime
@@ -37,11 +37,13 @@ class Lead(Base):
 
 
 class IdempotentAnswer(Base):
-    """The answer given to an ``Idempotency-Key``, returned again when the key comes back."""
+    """The answer given to a caller's ``Idempotency-Key``, returned again when the caller repeats the request."""
 
     __tablename__ = "idempotent_answers"
 
+    caller: Mapped[str] = mapped_column(Text, primary_key=True)
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
-    lead_id: Mapped[str] = mapped_column(String(64))
-    duplicate: Mapped[bool]
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -3,13 +3,55 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
-from baton.events import Activity
+from baton.events import Timestamp
+from baton_lead_ingest.domain import (
+    MAX_ACTIVITIES,
+    MAX_ACTIVITY_TYPE_LENGTH,
+    MAX_BATCH_LEADS,
+    MAX_PROPERTIES_BYTES,
+    MAX_PROPERTIES_DEPTH,
+    MAX_UTM_KEY_LENGTH,
+    MAX_UTM_KEYS,
+    MAX_UTM_VALUE_LENGTH,
+    json_depth_exceeds,
+    json_size,
+)
 
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\"]+$")
+
+UtmKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_UTM_KEY_LENGTH)]
+UtmValue = Annotated[str, StringConstraints(max_length=MAX_UTM_VALUE_LENGTH)]
+
+
+class ActivityIn(BaseModel):
+    """One engagement posted with a lead: a form fill, an e-mail click, a demo request."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    type: str = Field(min_length=1, max_length=MAX_ACTIVITY_TYPE_LENGTH, examples=["demo_request"])
+    occurred_at: Timestamp | None = Field(None, description="With its offset, e.g. 2024-05-01T12:30:00Z.")
+    properties: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description=(
+            f"Anything the source knows about it: at most {MAX_PROPERTIES_BYTES} bytes of JSON, "
+            f"nested at most {MAX_PROPERTIES_DEPTH} deep."
+        ),
+    )
+
+    @field_validator("properties")
+    @classmethod
+    def _small_enough(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        # Depth first: it is cheap to stop early, and it bounds the work of measuring the size.
+        if json_depth_exceeds(value, MAX_PROPERTIES_DEPTH):
+            raise ValueError(f"nests deeper than {MAX_PROPERTIES_DEPTH} levels")
+        size = json_size(value)
+        if size > MAX_PROPERTIES_BYTES:
+            raise ValueError(f"is {size} bytes of JSON; at most {MAX_PROPERTIES_BYTES} are kept")
+        return value
 
 
 class LeadIn(BaseModel):
@@ -28,8 +70,8 @@ class LeadIn(BaseModel):
     industry: str | None = Field(None, max_length=200)
     source: str | None = Field(None, max_length=200)
     campaign: str | None = Field(None, max_length=200)
-    utm: dict[str, str] = Field(default_factory=dict, max_length=20)
-    activities: list[Activity] = Field(default_factory=list, max_length=100)
+    utm: dict[UtmKey, UtmValue] = Field(default_factory=dict, max_length=MAX_UTM_KEYS)
+    activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ACTIVITIES)
     external_id: str | None = Field(None, max_length=200)
 
     @field_validator("email")
@@ -40,9 +82,45 @@ class LeadIn(BaseModel):
         return value
 
 
+class LeadBatchIn(BaseModel):
+    """Up to 1,000 canonical leads; each is validated on its own, so a bad one does not sink the others."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    leads: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_LEADS,
+        json_schema_extra={"items": {"$ref": "#/components/schemas/LeadIn"}},
+    )
+
+
 class LeadAccepted(BaseModel):
     """What intake answers: the lead's id and whether it merged into a known lead."""
 
     lead_id: str
     status: Literal["received"] = "received"
     duplicate: bool
+
+
+class FieldError(BaseModel):
+    """One reason a lead failed validation; ``loc`` is the path to the field within the lead."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class BatchItemAnswer(BaseModel):
+    """The answer for one lead of a batch, by its position: 202 with its lead, or 422 with what is wrong."""
+
+    index: int
+    status: Literal[202, 422]
+    lead_id: str | None = Field(None, description="With 202: the lead this item is (a new one, or a known one).")
+    duplicate: bool | None = Field(None, description="With 202: the item merged into a known lead.")
+    errors: list[FieldError] | None = Field(None, description="With 422: the failing fields.")
+
+
+class BatchAnswer(BaseModel):
+    """One answer per posted lead, in the order posted."""
+
+    items: list[BatchItemAnswer]

@@ -1,84 +1,259 @@
-"""Turning posted leads into stored leads and events."""
+"""Storing posted leads with their events, and the answers given to Idempotency-Keys."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Insert, Row, Update, bindparam, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from baton.events import LeadReceived, LeadUpdated, new_id
+from baton.db import Base
+from baton.errors import BatonError
+from baton.events import Activity, LeadReceived, LeadUpdated, new_id
 from baton.outbox import add_event
-from baton_lead_ingest.models import Lead
-from baton_lead_ingest.schemas import LeadAccepted, LeadIn
+from baton_lead_ingest.domain import PROFILE_FIELDS, LeadPost, StoredLead, normalise_email, settle_posts
+from baton_lead_ingest.models import IdempotentAnswer, Lead
+from baton_lead_ingest.schemas import BatchAnswer, BatchItemAnswer, FieldError, LeadAccepted, LeadIn
 
-_PROFILE_FIELDS = (
-    "first_name",
-    "last_name",
-    "company",
-    "title",
-    "phone",
-    "country",
-    "company_size",
-    "industry",
-    "source",
-    "campaign",
-    "external_id",
-)
+_LEADS = Base.metadata.tables[Lead.__tablename__]
+_ANSWERS = Base.metadata.tables[IdempotentAnswer.__tablename__]
+_PROFILE_COLUMNS = (*PROFILE_FIELDS, "utm")
+WRITE_ATTEMPTS = 3
+# A deadlock or serialization failure leaves nothing behind: the transaction can simply run again.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
-def normalise_email(email: str) -> str:
-    """Returns the form of an address that identifies one person: trimmed and lower-case."""
-    return email.strip().lower()
+class IdempotencyKeyReused(BatonError):
+    """The caller sent an Idempotency-Key again with a different request."""
+
+    status = 422
+    title = "Unprocessable content"
 
 
-def changed_fields(lead: Lead, incoming: LeadIn) -> dict[str, Any]:
-    """Returns the profile fields a duplicate post brings that differ from what is stored."""
-    changes: dict[str, Any] = {}
-    for name in _PROFILE_FIELDS:
-        value = getattr(incoming, name)
-        if value is not None and value != getattr(lead, name):
-            changes[name] = value
-    merged_utm = {**lead.utm, **incoming.utm}
-    if merged_utm != lead.utm:
-        changes["utm"] = merged_utm
-    return changes
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A caller's ``Idempotency-Key`` and the hash of the request it came with."""
+
+    caller: str
+    key: str
+    request_hash: str
 
 
-async def receive_lead(session: AsyncSession, *, incoming: LeadIn, now: datetime) -> LeadAccepted:
-    """Stores a new lead or merges a known person's post into their lead, and queues the event."""
-    email_normalized = normalise_email(incoming.email)
-    lead = await session.scalar(select(Lead).where(Lead.email_normalized == email_normalized))
-    if lead is None:
-        lead = Lead(
-            id=new_id(),
-            email_normalized=email_normalized,
-            email=incoming.email,
-            utm=incoming.utm,
-            created_at=now,
-            updated_at=now,
-            **{name: getattr(incoming, name) for name in _PROFILE_FIELDS},
+@dataclass(frozen=True)
+class InvalidLead:
+    """A lead of a batch that failed validation, and why."""
+
+    errors: list[FieldError]
+
+
+@dataclass(frozen=True)
+class Intake:
+    """One request's leads, waiting to be stored: a single post, or a batch answered item by item."""
+
+    leads: Sequence[LeadIn | InvalidLead]
+    received_at: datetime
+    batch: bool
+    key: IdempotencyKey | None = None
+
+    @property
+    def valid_leads(self) -> list[LeadIn]:
+        """The leads that passed validation, in order."""
+        return [lead for lead in self.leads if isinstance(lead, LeadIn)]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer as given, so that a repeated request gets it again byte for byte."""
+
+    status: int
+    body: str
+
+
+IntakeResult = Answer | IdempotencyKeyReused
+
+
+def _profile(lead: LeadIn) -> dict[str, Any]:
+    profile = {name: getattr(lead, name) for name in PROFILE_FIELDS}
+    profile["utm"] = dict(lead.utm)
+    return profile
+
+
+def _insert_new_leads(session: AsyncSession) -> Insert:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(_LEADS).on_conflict_do_nothing(index_elements=[_LEADS.c.email_normalized])
+
+
+_UPDATE_MERGED: Update = update(_LEADS).where(_LEADS.c.id == bindparam("merged_id"))
+
+
+async def receive_leads(session: AsyncSession, *, posts: Sequence[tuple[LeadIn, datetime]]) -> list[LeadAccepted]:
+    """Stores new people as leads, merges known people's posts into their leads, and queues one event per post."""
+    lead_posts = [LeadPost(normalise_email(lead.email), _profile(lead), at) for lead, at in posts]
+    first_post: dict[str, int] = {}
+    for index, post in enumerate(lead_posts):
+        first_post.setdefault(post.email_normalized, index)
+    # Sorted, so that concurrent transactions take the same rows' locks in the same order.
+    people = sorted(first_post)
+    candidates = {email: new_id() for email in people}
+    new_rows = [
+        {
+            "id": candidates[email],
+            "email_normalized": email,
+            "email": posts[first_post[email]][0].email,
+            **lead_posts[first_post[email]].profile,
+            "created_at": lead_posts[first_post[email]].received_at,
+            "updated_at": lead_posts[first_post[email]].received_at,
+        }
+        for email in people
+    ]
+    inserted = await session.execute(_insert_new_leads(session).returning(_LEADS.c.email_normalized), new_rows)
+    created = {email: candidates[email] for email in inserted.scalars()}
+    known = [email for email in people if email not in created]
+    stored: dict[str, StoredLead] = {}
+    if known:
+        rows = await session.execute(
+            select(_LEADS.c.id, _LEADS.c.email_normalized, *(_LEADS.c[name] for name in _PROFILE_COLUMNS))
+            .where(_LEADS.c.email_normalized.in_(known))
+            .order_by(_LEADS.c.email_normalized)
+            .with_for_update()
         )
-        session.add(lead)
-        add_event(
-            session,
-            LeadReceived(
-                lead_id=lead.id,
-                email=lead.email,
-                utm=lead.utm,
-                activities=incoming.activities,
-                received_at=now,
-                **{name: getattr(incoming, name) for name in _PROFILE_FIELDS},
-            ),
+        stored = {row.email_normalized: StoredLead(row.id, _stored_profile(row)) for row in rows}
+    settlement = settle_posts(lead_posts, created=created, stored=stored)
+    if settlement.merged:
+        await session.execute(
+            _UPDATE_MERGED,
+            [
+                {"merged_id": merged.lead_id, **merged.profile, "updated_at": merged.updated_at}
+                for merged in sorted(settlement.merged, key=lambda merged: merged.lead_id)
+            ],
         )
-        return LeadAccepted(lead_id=lead.id, duplicate=False)
-    changes = changed_fields(lead, incoming)
-    for name, value in changes.items():
-        setattr(lead, name, value)
-    lead.updated_at = now
-    add_event(
-        session,
-        LeadUpdated(lead_id=lead.id, changed=changes, activities=incoming.activities, updated_at=now),
+    for (lead, at), post, outcome in zip(posts, lead_posts, settlement.outcomes, strict=True):
+        activities = [
+            Activity(type=activity.type, occurred_at=activity.occurred_at, properties=activity.properties)
+            for activity in lead.activities
+        ]
+        if outcome.duplicate:
+            event: LeadReceived | LeadUpdated = LeadUpdated(
+                lead_id=outcome.lead_id, changed=dict(outcome.changes), activities=activities, updated_at=at
+            )
+        else:
+            event = LeadReceived(
+                lead_id=outcome.lead_id, email=lead.email, activities=activities, received_at=at, **post.profile
+            )
+        add_event(session, event)
+    return [LeadAccepted(lead_id=outcome.lead_id, duplicate=outcome.duplicate) for outcome in settlement.outcomes]
+
+
+def _stored_profile(row: Row[Any]) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in _PROFILE_COLUMNS}
+
+
+@dataclass(frozen=True)
+class HeldAnswer:
+    """An answer already given to a key, and the hash of the request it answered."""
+
+    answer: Answer
+    request_hash: str
+
+
+async def find_answers(session: AsyncSession, *, keys: Sequence[IdempotencyKey]) -> dict[tuple[str, str], HeldAnswer]:
+    """Returns the answers already given to these callers' keys, by (caller, key)."""
+    rows = await session.execute(
+        select(_ANSWERS.c.caller, _ANSWERS.c.key, _ANSWERS.c.request_hash, _ANSWERS.c.status, _ANSWERS.c.body).where(
+            tuple_(_ANSWERS.c.caller, _ANSWERS.c.key).in_([(key.caller, key.key) for key in keys])
+        )
     )
-    return LeadAccepted(lead_id=lead.id, duplicate=True)
+    return {(row.caller, row.key): HeldAnswer(Answer(row.status, row.body), row.request_hash) for row in rows}
+
+
+def _answer_for(intake: Intake, accepted: Sequence[LeadAccepted]) -> Answer:
+    if not intake.batch:
+        [only] = accepted
+        return Answer(status=202, body=only.model_dump_json())
+    stored = iter(accepted)
+    items = []
+    for index, lead in enumerate(intake.leads):
+        if isinstance(lead, InvalidLead):
+            items.append(BatchItemAnswer(index=index, status=422, errors=lead.errors))
+        else:
+            outcome = next(stored)
+            items.append(BatchItemAnswer(index=index, status=202, lead_id=outcome.lead_id, duplicate=outcome.duplicate))
+    return Answer(status=200, body=BatchAnswer(items=items).model_dump_json(exclude_none=True))
+
+
+async def store_intakes(session: AsyncSession, intakes: Sequence[Intake]) -> list[IntakeResult]:
+    """Stores requests' leads in the session's transaction and answers each; a repeated key gets its first answer."""
+    keys = [intake.key for intake in intakes if intake.key is not None]
+    held = await find_answers(session, keys=keys) if keys else {}
+    first_with_key: dict[tuple[str, str], int] = {}
+    storing: list[int] = []
+    for index, intake in enumerate(intakes):
+        if intake.key is not None:
+            ident = (intake.key.caller, intake.key.key)
+            if ident in held or ident in first_with_key:
+                continue  # answered below: by the answer held, or like the request that brought the key first
+            first_with_key[ident] = index
+        storing.append(index)
+
+    posts = [(lead, intakes[index].received_at) for index in storing for lead in intakes[index].valid_leads]
+    accepted = iter(await receive_leads(session, posts=posts) if posts else [])
+    answers = {
+        index: _answer_for(intakes[index], [next(accepted) for _ in intakes[index].valid_leads]) for index in storing
+    }
+
+    remembered: list[dict[str, Any]] = []
+    for ident, index in sorted(first_with_key.items()):
+        key, answer = intakes[index].key, answers[index]
+        assert key is not None
+        held[ident] = HeldAnswer(answer, key.request_hash)
+        remembered.append(
+            {
+                "caller": key.caller,
+                "key": key.key,
+                "request_hash": key.request_hash,
+                "status": answer.status,
+                "body": answer.body,
+                "created_at": intakes[index].received_at,
+            }
+        )
+    if remembered:
+        # A concurrent request with the same key that commits first makes this fail; the retry replays its answer.
+        await session.execute(_ANSWERS.insert(), remembered)
+    results: list[IntakeResult] = []
+    for index, intake in enumerate(intakes):
+        if index in answers:
+            results.append(answers[index])
+        else:
+            assert intake.key is not None
+            results.append(_repeat(held[(intake.key.caller, intake.key.key)], intake.key))
+    return results
+
+
+def _repeat(held: HeldAnswer, key: IdempotencyKey) -> IntakeResult:
+    if held.request_hash != key.request_hash:
+        return IdempotencyKeyReused(
+            f"the Idempotency-Key {key.key!r} was already used with a different request; a new request needs a new key"
+        )
+    return held.answer
+
+
+def _retryable(error: DBAPIError) -> bool:
+    return isinstance(error, IntegrityError) or getattr(error.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
+async def commit_intakes(sessions: async_sessionmaker[AsyncSession], intakes: Sequence[Intake]) -> list[IntakeResult]:
+    """Stores requests' leads in one transaction and answers each; a lost race with another writer runs it again."""
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            async with sessions() as session, session.begin():
+                return await store_intakes(session, intakes)
+        except DBAPIError as error:
+            if attempt == WRITE_ATTEMPTS or not _retryable(error):
+                raise
+    raise AssertionError("unreachable")

@@ -6,6 +6,14 @@ from baton.settings import Settings
 
 
 class IngestSettings(Settings):
-    """lead-ingest's settings: the shared ones with its own port."""
+    """lead-ingest's settings: the shared ones with its own port and intake grouping."""
 
     port: int = Field(8001, description="Port lead-ingest listens on.")
+    intake_group_max_leads: int = Field(
+        2000,
+        ge=1,
+        description=(
+            "Most leads stored in one transaction when concurrent requests are written together "
+            "(a batch larger than this still goes in one)."
+        ),
+    )

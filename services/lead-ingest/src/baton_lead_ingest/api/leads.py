@@ -1,46 +1,107 @@
-"""POST /v1/leads: the canonical intake API."""
+"""POST /v1/leads and /v1/leads:batch: the canonical intake API."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, status
-from sqlalchemy.exc import IntegrityError
+from fastapi import APIRouter, Depends, Header, Request, Response, status
+from pydantic import ValidationError
 
-from baton.events import utcnow
-from baton.web import LeadsWriterDep, SessionDep
-from baton_lead_ingest.models import IdempotentAnswer
-from baton_lead_ingest.schemas import LeadAccepted, LeadIn
-from baton_lead_ingest.service import receive_lead
+from baton.web import PROBLEM_JSON, LeadsWriterDep, NowDep
+from baton_lead_ingest.domain import request_fingerprint
+from baton_lead_ingest.group_commit import GroupCommit
+from baton_lead_ingest.schemas import BatchAnswer, FieldError, LeadAccepted, LeadBatchIn, LeadIn
+from baton_lead_ingest.service import IdempotencyKey, Intake, IntakeResult, InvalidLead
 
 router = APIRouter(prefix="/v1", tags=["leads"])
 
-MERGE_ATTEMPTS = 3
+LEADS_PATH = "/leads"
+BATCH_PATH = "/leads:batch"
+
+IntakeWriter = GroupCommit[Intake, IntakeResult]
 
 
-@router.post("/leads", status_code=status.HTTP_202_ACCEPTED)
+def get_intake(request: Request) -> IntakeWriter:
+    """Returns the service's intake writer, which stores concurrent requests together."""
+    intake: IntakeWriter = request.app.state.intake
+    return intake
+
+
+IntakeDep = Annotated[IntakeWriter, Depends(get_intake)]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=300,
+        description=(
+            "Repeating a request with the same key and the same body returns the first answer and stores nothing "
+            "new; the same key with a different body answers 422. Keys are the caller's own."
+        ),
+    ),
+]
+_KEY_REUSED = {
+    "description": "Validation failed, or the Idempotency-Key was already used with a different body.",
+    "content": {PROBLEM_JSON: {}},
+}
+
+
+async def _answer(intake: IntakeWriter, request: Intake) -> Response:
+    result = await intake.submit(request, weight=max(1, len(request.valid_leads)))
+    if isinstance(result, Exception):
+        raise result
+    return Response(result.body, status_code=result.status, media_type="application/json")
+
+
+def _key(caller: str, key: str | None, route: str, canonical_body: object) -> IdempotencyKey | None:
+    if key is None:
+        return None
+    return IdempotencyKey(caller=caller, key=key, request_hash=request_fingerprint(route, canonical_body))
+
+
+@router.post(
+    LEADS_PATH, status_code=status.HTTP_202_ACCEPTED, response_model=LeadAccepted, responses={422: _KEY_REUSED}
+)
 async def post_lead(
     incoming: LeadIn,
-    session: SessionDep,
-    _: LeadsWriterDep,
-    idempotency_key: Annotated[str | None, Header(max_length=300)] = None,
-) -> LeadAccepted:
-    """Takes one lead; the same person again merges into their lead, the same Idempotency-Key repeats the answer."""
-    for attempt in range(1, MERGE_ATTEMPTS + 1):
+    caller: LeadsWriterDep,
+    intake: IntakeDep,
+    now: NowDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Takes one lead; the same person again merges into their lead, the same key and body repeat the answer."""
+    key = None
+    if idempotency_key is not None:
+        key = _key(caller.subject, idempotency_key, LEADS_PATH, incoming.model_dump(mode="json"))
+    return await _answer(intake, Intake(leads=[incoming], received_at=now, batch=False, key=key))
+
+
+@router.post(BATCH_PATH, response_model=BatchAnswer, responses={422: _KEY_REUSED})
+async def post_lead_batch(
+    batch: LeadBatchIn,
+    caller: LeadsWriterDep,
+    intake: IntakeDep,
+    now: NowDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Takes up to 1,000 leads in one transaction and answers 200 with one item per lead, by position.
+
+    Each item is `{"index", "status": 202, "lead_id", "duplicate"}` for a lead received (a new one, or merged
+    into a known one, including an earlier item of the same batch), or `{"index", "status": 422, "errors":
+    [{"loc", "msg", "type"}]}` for a lead that failed validation, `loc` being the path within that lead; a bad
+    item does not sink the others. The Idempotency-Key covers the whole batch.
+    """
+    leads: list[LeadIn | InvalidLead] = []
+    for raw in batch.leads:
         try:
-            async with session.begin():
-                if idempotency_key is not None:
-                    earlier = await session.get(IdempotentAnswer, idempotency_key)
-                    if earlier is not None:
-                        return LeadAccepted(lead_id=earlier.lead_id, duplicate=earlier.duplicate)
-                answer = await receive_lead(session, incoming=incoming, now=utcnow())
-                if idempotency_key is not None:
-                    session.add(
-                        IdempotentAnswer(key=idempotency_key, lead_id=answer.lead_id, duplicate=answer.duplicate)
-                    )
-            return answer
-        except IntegrityError:
-            # A concurrent post of the same person or key won the race; the next try sees its row.
-            if attempt == MERGE_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+            leads.append(LeadIn.model_validate(raw))
+        except ValidationError as invalid:
+            errors = [FieldError(loc=list(e["loc"]), msg=e["msg"], type=e["type"]) for e in invalid.errors()]
+            leads.append(InvalidLead(errors=errors))
+    key = None
+    if idempotency_key is not None:
+        canonical = [
+            lead.model_dump(mode="json") if isinstance(lead, LeadIn) else raw
+            for lead, raw in zip(leads, batch.leads, strict=True)
+        ]
+        key = _key(caller.subject, idempotency_key, BATCH_PATH, canonical)
+    return await _answer(intake, Intake(leads=leads, received_at=now, batch=True, key=key))
