@@ -50,7 +50,8 @@ test-unit: install
 	$(BIN)/pytest tests/unit
 
 bench: install infra
-	$(INFRA_ENV) $(BIN)/python -m bench.handoff_latency
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	$(INFRA_ENV) $(BIN)/python -m bench --json bench/results.json --markdown bench/results.md
 
 lock: install
 	{ echo "# Exact versions of every third-party package Baton installs (make lock regenerates it)."; \

@@ -1,0 +1,550 @@
+"""Turns measurements into figures with a target, a limit and a ratio, and writes them as JSON and markdown.
+
+Everything here is pure: the measuring modules hand over plain dictionaries.
+
+A figure's limit is what this machine's raw parts can do, measured in the same run:
+
+* intake: the bare FastAPI 202 endpoint loaded by the same wrk command;
+* end-to-end rate: the raw bus divided by the 4 events one MQL puts on it (received, scored,
+  qualified, assigned). On Kafka the raw bus is aiokafka producing and consuming lead-sized messages
+  (acks=all, idempotent); on the embedded log it is lead-sized rows appended to SQLite 100 per fsynced
+  commit, as the log publishes a batch. Raw single-row commits (asyncpg, SQLite) are reported beside
+  it but bound nothing here: Baton may batch its commits;
+* latency: a floor, the sum of the steps that cannot be skipped. POST → assigned is 3 commits and
+  3 hops (ingest → scoring → handoff → the observer); event → KPI is 1 hop and 1 commit. A commit is
+  a lone single-row commit (PostgreSQL, or SQLite with fsync); a hop is a lone raw Kafka message
+  produced and consumed, and on the embedded log the fsynced append is the hop;
+* resident memory: the bare FastAPI app's process.
+
+The ratio is Baton ÷ limit: for rates the share of the limit Baton reaches, for latency and memory
+how many times the floor it takes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Better = Literal["higher", "lower"]
+
+TRANSPORT_NAMES = {"embedded": "embedded log + SQLite", "kafka": "Kafka + PostgreSQL"}
+SERVICES = ("lead-ingest", "scoring", "handoff", "metrics")
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What Baton aims for (set for Kafka + PostgreSQL)."""
+
+    intake_single: float = 1_000
+    intake_batch: float = 5_000
+    sustained: float = 500
+    p99_at_half_ms: float = 250
+    event_to_kpi_ms: float = 1_000
+    rss_mb: float = 200
+
+
+TARGETS = Targets()
+
+
+@dataclass(frozen=True)
+class PipelineModel:
+    """What one MQL costs a transport, to turn raw limits into Baton's limits (see the module doc)."""
+
+    bus_messages_per_lead: int
+    hops_to_assigned: int
+    commits_to_assigned: int
+    hops_to_kpi: int
+    commits_to_kpi: int
+
+
+MODELS = {
+    "kafka": PipelineModel(
+        bus_messages_per_lead=4, hops_to_assigned=3, commits_to_assigned=3, hops_to_kpi=1, commits_to_kpi=1
+    ),
+    "embedded": PipelineModel(
+        bus_messages_per_lead=4, hops_to_assigned=0, commits_to_assigned=3, hops_to_kpi=0, commits_to_kpi=1
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One reported number, next to its target and its limit."""
+
+    key: str
+    name: str
+    value: float | None
+    unit: str
+    better: Better
+    target: float | None = None
+    limit: float | None = None
+    limit_of: str = ""
+    note: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        """Baton ÷ limit, when both are known."""
+        if self.value is None or self.limit is None or self.limit <= 0:
+            return None
+        return self.value / self.limit
+
+    @property
+    def meets_target(self) -> bool | None:
+        """Whether the value reaches the target; None when either is missing."""
+        if self.value is None or self.target is None:
+            return None
+        return self.value >= self.target if self.better == "higher" else self.value < self.target
+
+    def as_json(self) -> dict[str, Any]:
+        """The figure as the JSON report holds it."""
+        return {
+            "name": self.name,
+            "value": _rounded(self.value),
+            "unit": self.unit,
+            "better": self.better,
+            "target": self.target,
+            "target_op": None if self.target is None else (">=" if self.better == "higher" else "<"),
+            "meets_target": self.meets_target,
+            "limit": _rounded(self.limit),
+            "limit_of": self.limit_of or None,
+            "ratio": _rounded(self.ratio, 4),
+            "note": self.note or None,
+            "details": dict(self.details),
+        }
+
+
+def _rounded(value: float | None, digits: int = 2) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, digits)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile.
+
+    Args:
+        values: Samples, in any order.
+        q: The percentile, 0–100.
+
+    Returns:
+        The smallest sample with at least ``q`` % of the samples at or below it; None for no samples.
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(math.ceil(q / 100 * len(ordered)), 1)
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def _get(mapping: Mapping[str, Any], *path: str) -> Any:
+    current: Any = mapping
+    for key in path:
+        if not isinstance(current, Mapping) or key not in current:
+            return None
+        current = current[key]
+    return current
+
+
+def transport_limits(transport: str, limits: Mapping[str, Any]) -> dict[str, float | None]:
+    """Derives each figure's limit from the raw measurements (see the module doc).
+
+    Args:
+        transport: ``kafka`` or ``embedded``.
+        limits: Raw measurements: ``fastapi`` (``single_rps``, ``batch_leads_per_second``, ``rss_mb``),
+            ``bus`` (``messages_per_second``, and ``hop_ms`` on Kafka) and ``commits`` (``commit_ms``).
+
+    Returns:
+        Limit per figure key.
+    """
+    model = MODELS[transport]
+    bus_rate = _get(limits, "bus", "messages_per_second")
+    hop_ms = _get(limits, "bus", "hop_ms")
+    commit_ms = _get(limits, "commits", "commit_ms")
+    sustained = bus_rate / model.bus_messages_per_lead if bus_rate else None
+
+    def floor(hops: int, commits: int) -> float | None:
+        if commit_ms is None or (hops and hop_ms is None):
+            return None
+        return float(hops * (hop_ms or 0.0) + commits * commit_ms)
+
+    return {
+        "intake_single": _get(limits, "fastapi", "single_rps"),
+        "intake_batch": _get(limits, "fastapi", "batch_leads_per_second"),
+        "sustained": sustained,
+        "latency": floor(model.hops_to_assigned, model.commits_to_assigned),
+        "event_to_kpi": floor(model.hops_to_kpi, model.commits_to_kpi),
+        "rss": _get(limits, "fastapi", "rss_mb"),
+    }
+
+
+def _limit_names(transport: str, limits: Mapping[str, Any]) -> dict[str, str]:
+    raw = "raw Kafka + PostgreSQL" if transport == "kafka" else "raw fsynced SQLite"
+    bus = "raw Kafka" if transport == "kafka" else "raw SQLite appends"
+    batch = _get(limits, "fastapi", "batch_size")
+    return {
+        "intake_single": "bare FastAPI 202 endpoint",
+        "intake_batch": f"bare FastAPI 202 endpoint, {batch} leads per request" if batch else "bare FastAPI",
+        "sustained": f"{bus} ÷ 4 events per lead",
+        "latency": f"{raw} floor",
+        "event_to_kpi": f"{raw} floor",
+        "rss": "bare FastAPI process",
+    }
+
+
+def _errors_note(measured: Mapping[str, Any]) -> str:
+    errors = measured.get("errors") or 0
+    if not errors:
+        return ""
+    statuses = measured.get("statuses") or {}
+    failed = ", ".join(f"{count}× {status}" for status, count in sorted(statuses.items()) if not status.startswith("2"))
+    return f"ERRORS: {errors} of {measured.get('requests')} requests failed" + (f" ({failed})" if failed else "")
+
+
+def _latency_note(measured: Mapping[str, Any]) -> str:
+    parts = [
+        f"p50 {_fmt(measured.get('p50_ms'), 'ms')}, p95 {_fmt(measured.get('p95_ms'), 'ms')}, "
+        f"max {_fmt(measured.get('max_ms'), 'ms')}",
+        f"{measured.get('measured', 0)} leads at {_fmt(measured.get('offered_rate'), 'leads/s')}",
+    ]
+    if measured.get("missing"):
+        parts.append(f"ERRORS: {measured['missing']} not assigned in time")
+    if measured.get("failed"):
+        parts.append(f"ERRORS: {measured['failed']} posts failed")
+    if measured.get("max_backlog") is not None:
+        parts.append(f"backlog ≤ {measured['max_backlog']}")
+    return "; ".join(parts)
+
+
+def _sustained_note(measured: Mapping[str, Any]) -> str:
+    parts = [f"{measured.get('leads', 0)} MQLs in {_fmt(measured.get('elapsed_seconds'), 's')}"]
+    parts.append("via " + ("POST /v1/leads:batch" if measured.get("batch") else "concurrent POST /v1/leads"))
+    if measured.get("steady_leads_per_second") is not None:
+        parts.append(f"{_fmt(measured['steady_leads_per_second'], 'leads/s')} in the second half of posting")
+    lag = measured.get("lag") or {}
+    if lag:
+        state = "stable" if lag.get("stable") else "GROWING"
+        growth = _fmt(lag.get("growth_per_second"), "leads/s")
+        parts.append(f"lag {state} (backlog max {lag.get('max_backlog')}, {growth} growth)")
+        if lag.get("throttled"):
+            parts.append(f"intake outran the pipeline: posting waited at a backlog of up to {lag.get('cap')}")
+    if not measured.get("completed", True):
+        parts.append(f"ERRORS: only {measured.get('counted')} of {measured.get('leads')} counted before the timeout")
+    if measured.get("failed"):
+        statuses = ", ".join(f"{count}× {status}" for status, count in sorted((measured.get("refused") or {}).items()))
+        parts.append(f"ERRORS: {measured['failed']} leads refused" + (f" ({statuses})" if statuses else ""))
+    return "; ".join(parts)
+
+
+def transport_figures(transport: str, measured: Mapping[str, Any], limits: Mapping[str, Any]) -> list[Figure]:
+    """Builds a transport's figures from what was measured and the raw limits.
+
+    Args:
+        transport: ``kafka`` or ``embedded``.
+        measured: The transport's measurements, as ``bench.__main__`` collects them.
+        limits: The raw limits for this transport (see ``transport_limits``).
+
+    Returns:
+        The figures, in report order.
+    """
+    limit = transport_limits(transport, limits)
+    names = _limit_names(transport, limits)
+    figures: list[Figure] = []
+
+    single = measured.get("intake_single") or {}
+    figures.append(
+        Figure(
+            "intake_single",
+            "intake, single `POST /v1/leads`",
+            single.get("leads_per_second"),
+            "leads/s",
+            "higher",
+            TARGETS.intake_single,
+            limit["intake_single"],
+            names["intake_single"],
+            note="; ".join(
+                p
+                for p in (
+                    f"p50 {_fmt(_get(single, 'latency_ms', 'p50'), 'ms')}, "
+                    f"p99 {_fmt(_get(single, 'latency_ms', 'p99'), 'ms')} per request"
+                    if single
+                    else "",
+                    _errors_note(single),
+                )
+                if p
+            ),
+            details=single,
+        )
+    )
+
+    batch = measured.get("intake_batch") or {}
+    batch_note = batch.get("note") or ""
+    if batch.get("available"):
+        batch_note = "; ".join(
+            p
+            for p in (
+                f"{batch.get('batch_size')} leads per request, p99 {_fmt(_get(batch, 'latency_ms', 'p99'), 'ms')}",
+                batch_note,
+                _errors_note(batch),
+            )
+            if p
+        )
+    figures.append(
+        Figure(
+            "intake_batch",
+            "intake, `POST /v1/leads:batch`",
+            batch.get("leads_per_second"),
+            "leads/s",
+            "higher",
+            TARGETS.intake_batch,
+            limit["intake_batch"],
+            names["intake_batch"],
+            note=batch_note,
+            details=batch,
+        )
+    )
+
+    sustained = measured.get("sustained") or {}
+    figures.append(
+        Figure(
+            "sustained",
+            "end-to-end sustained (POST → counted by metrics)",
+            sustained.get("leads_per_second"),
+            "leads/s",
+            "higher",
+            TARGETS.sustained,
+            limit["sustained"],
+            names["sustained"],
+            note=_sustained_note(sustained) if sustained else "",
+            details=sustained,
+        )
+    )
+
+    for key, share, target in (("latency_50", 50, TARGETS.p99_at_half_ms), ("latency_80", 80, None)):
+        latency = measured.get(key) or {}
+        figures.append(
+            Figure(
+                key,
+                f"POST → assigned p99 at {share}% of sustained",
+                latency.get("p99_ms"),
+                "ms",
+                "lower",
+                target,
+                limit["latency"],
+                names["latency"],
+                note=_latency_note(latency) if latency else "",
+                details=latency,
+            )
+        )
+
+    kpi = measured.get("event_to_kpi") or {}
+    kpi_note = f"{kpi.get('measured', 0)} leads" if kpi else ""
+    if kpi.get("missing"):
+        kpi_note += f"; ERRORS: {kpi['missing']} never reached the KPIs"
+    for stat in ("p50", "max"):
+        figures.append(
+            Figure(
+                f"event_to_kpi_{stat}",
+                f"event → KPI API, {stat}",
+                kpi.get(f"{stat}_ms"),
+                "ms",
+                "lower",
+                TARGETS.event_to_kpi_ms,
+                limit["event_to_kpi"],
+                names["event_to_kpi"],
+                note=kpi_note,
+                details=kpi if stat == "p50" else {},
+            )
+        )
+
+    rss = measured.get("rss_mb") or {}
+    for service in SERVICES:
+        figures.append(
+            Figure(
+                f"rss_{service}",
+                f"resident memory, {service} (peak)",
+                rss.get(service),
+                "MB",
+                "lower",
+                TARGETS.rss_mb,
+                limit["rss"],
+                names["rss"],
+            )
+        )
+    return figures
+
+
+def build_results(
+    *,
+    machine: Mapping[str, Any],
+    limits: Mapping[str, Mapping[str, Any]],
+    measured: Mapping[str, Mapping[str, Any]],
+    mode: str,
+    duration_seconds: float,
+) -> dict[str, Any]:
+    """Builds the JSON report.
+
+    Args:
+        machine: Cores, memory, CPU, versions, date.
+        limits: Raw limits per transport.
+        measured: Measurements per transport.
+        mode: ``full`` or ``quick``.
+        duration_seconds: How long the whole run took.
+
+    Returns:
+        The report, ready for ``json.dumps``.
+    """
+    transports: dict[str, Any] = {}
+    for transport, values in measured.items():
+        raw = limits.get(transport, {})
+        transports[transport] = {
+            "name": TRANSPORT_NAMES.get(transport, transport),
+            "startup_seconds": _rounded(values.get("startup_seconds")),
+            "error": values.get("error"),
+            "limits": dict(raw),
+            "figures": {f.key: f.as_json() for f in transport_figures(transport, values, raw)},
+        }
+    return {
+        "mode": mode,
+        "duration_seconds": round(duration_seconds, 1),
+        "machine": dict(machine),
+        "targets": asdict(TARGETS),
+        "transports": transports,
+    }
+
+
+def _fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "—"
+    number = float(value)
+    if unit == "ms":
+        text = f"{number:,.0f}" if number >= 100 else f"{number:.1f}"
+    elif unit == "s":
+        text = f"{number:.1f}"
+    elif number >= 100:
+        text = f"{number:,.0f}"
+    else:
+        text = f"{number:.1f}"
+    return f"{text} {unit}"
+
+
+def _fmt_ratio(ratio: float | None) -> str:
+    if ratio is None:
+        return "—"
+    return f"{ratio:.2g}" if ratio < 10 else f"{ratio:,.0f}"
+
+
+def _fmt_target(figure: Mapping[str, Any]) -> str:
+    if figure.get("target") is None:
+        return "—"
+    return f"{figure['target_op'].replace('>=', '≥')} {_fmt(figure['target'], figure['unit'])}"
+
+
+def _fmt_limit(figure: Mapping[str, Any]) -> str:
+    if figure.get("limit") is None:
+        return "—"
+    return f"{_fmt(figure['limit'], figure['unit'])} ({figure['limit_of']})"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    """Renders the JSON report as markdown: a header line and one table per transport.
+
+    Args:
+        results: What ``build_results`` returned.
+
+    Returns:
+        Markdown text.
+    """
+    machine = results.get("machine", {})
+    about = [
+        f"{machine.get('date') or '?'}",
+        f"{machine.get('cpu') or '?'}, {machine.get('cores') or '?'} cores, {machine.get('memory_gb') or '?'} GB",
+        *(
+            f"{label} {machine[key]}"
+            for key, label in (("kafka", "Kafka"), ("postgresql", "PostgreSQL"), ("sqlite", "SQLite"))
+            if machine.get(key)
+        ),
+        f"Python {machine.get('python') or '?'}",
+        f"commit {machine.get('commit') or '?'}",
+        f"{results.get('mode')} run, {results.get('duration_seconds')} s",
+    ]
+    lines = [
+        "# Baton benchmark",
+        "",
+        " · ".join(about),
+        "",
+        "Targets are set for Kafka + PostgreSQL. Limits are this machine's raw parts, measured in the same "
+        "run; ratio = Baton ÷ limit (rates: share of the limit reached; latency and memory: times the floor). "
+        "How limits are derived: `bench/report.py`.",
+    ]
+    for transport in results.get("transports", {}).values():
+        lines += [
+            "",
+            f"## {transport['name']} (started in {_fmt(transport.get('startup_seconds'), 's')})",
+            "",
+        ]
+        if transport.get("error"):
+            lines += [f"**ERROR:** {transport['error']}", ""]
+        lines += [
+            "| figure | Baton | target | limit | ratio | meets target | notes |",
+            "| --- | ---: | ---: | ---: | ---: | :---: | --- |",
+        ]
+        for figure in transport["figures"].values():
+            meets = {True: "yes", False: "**no**", None: "—"}[figure.get("meets_target")]
+            value = _fmt(figure.get("value"), figure["unit"]) if figure.get("value") is not None else "n/a"
+            lines.append(
+                "| "
+                + " | ".join(
+                    _cell(c)
+                    for c in (
+                        figure["name"],
+                        value,
+                        _fmt_target(figure),
+                        _fmt_limit(figure),
+                        _fmt_ratio(figure.get("ratio")),
+                        meets,
+                        figure.get("note") or "",
+                    )
+                )
+                + " |"
+            )
+        raw = transport.get("limits", {})
+        measured_limits = [text for text in (_raw_limit_line(k, v) for k, v in raw.items()) if text]
+        if measured_limits:
+            lines += ["", "Raw limits: " + "; ".join(measured_limits) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _raw_limit_line(key: str, raw: Mapping[str, Any]) -> str:
+    if raw.get("error"):
+        return f"ERROR: {raw['error']}"
+    if key == "fastapi":
+        return (
+            f"bare FastAPI {_fmt(raw.get('single_rps'), 'req/s')} single, "
+            f"{_fmt(raw.get('batch_leads_per_second'), 'leads/s')} in batches of {raw.get('batch_size')}, "
+            f"{_fmt(raw.get('rss_mb'), 'MB')} resident"
+        )
+    if key == "bus":
+        hop = f", hop p50 {_fmt(raw['hop_ms'], 'ms')}" if raw.get("hop_ms") is not None else ""
+        return (
+            f"{raw.get('name', 'bus')} {_fmt(raw.get('messages_per_second'), 'msg/s')} "
+            f"({raw.get('message_bytes')}-byte messages){hop}"
+        )
+    if key == "commits":
+        return (
+            f"{raw.get('name', 'commits')} {_fmt(raw.get('commits_per_second'), 'commits/s')}, "
+            f"commit p50 {_fmt(raw.get('commit_ms'), 'ms')}"
+        )
+    return ""
+
+
+def dumps(results: Mapping[str, Any]) -> str:
+    """The JSON report as text."""
+    return json.dumps(results, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,282 @@
+"""The benchmark's pure parts: reading wrk's output, limits and ratios, the JSON and markdown reports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from bench.intake import intake_figures
+from bench.pipeline import accepted_items, lag_summary
+from bench.report import Figure, build_results, percentile, render_markdown, transport_figures, transport_limits
+from bench.wrk import parse_wrk_output
+
+# Captured from `wrk -t2 -c32 -d3s --latency -s bench/leads.lua` against the bare FastAPI app.
+WRK_OUTPUT = """\
+Running 3s test @ http://127.0.0.1:18300/v1/leads
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     4.82ms    3.31ms  84.57ms   96.73%
+    Req/Sec     3.48k   328.43     4.33k    86.67%
+  Latency Distribution
+     50%    4.45ms
+     75%    4.65ms
+     90%    5.05ms
+     99%   10.52ms
+  20791 requests in 3.01s, 2.62MB read
+Requests/sec:   6916.01
+Transfer/sec:      0.87MB
+"""
+WRK_JSON_LINE = (
+    'wrk-json: {"requests":20791,"duration_us":3006212,"statuses":{"202":20791},"items":0,'
+    '"errors":{"connect":0,"read":0,"write":0,"status":0,"timeout":0},'
+    '"latency_us":{"p50":4446,"p90":5050,"p95":6302,"p99":10520,"max":84575}}\n'
+)
+
+# Captured against a path that answers 404: every answer is an error.
+WRK_404_OUTPUT = """\
+Running 1s test @ http://127.0.0.1:18300/v1/nope
+  2 threads and 4 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   428.21us  333.97us   4.30ms   94.96%
+    Req/Sec     5.02k   657.22     6.32k    77.27%
+  Latency Distribution
+     50%  311.00us
+     75%  533.00us
+     90%  621.00us
+     99%    2.17ms
+  10998 requests in 1.10s, 1.62MB read
+  Non-2xx or 3xx responses: 10998
+Requests/sec:   9996.65
+Transfer/sec:      1.47MB
+wrk-json: {"requests":10998,"duration_us":1100169,"statuses":{"404":10998},"items":0,"errors":{"connect":0,"read":0,\
+"write":0,"status":10998,"timeout":0},"latency_us":{"p50":311,"p90":621,"p95":768,"p99":2171,"max":4297}}
+"""
+
+
+def test_wrk_summary_is_read_from_plain_wrk_output() -> None:
+    result = parse_wrk_output(WRK_OUTPUT)
+
+    assert result.requests == 20791
+    assert result.seconds == pytest.approx(3.01)
+    assert result.requests_per_second == pytest.approx(6916.01)
+    assert result.latency_ms == pytest.approx({"p50": 4.45, "p75": 4.65, "p90": 5.05, "p99": 10.52})
+    assert result.non_2xx == 0 and result.errors == 0
+    assert result.ok == 20791
+
+
+def test_the_scripts_json_line_adds_statuses_and_exact_percentiles() -> None:
+    result = parse_wrk_output(WRK_OUTPUT + WRK_JSON_LINE)
+
+    assert result.statuses == {"202": 20791}
+    assert result.seconds == pytest.approx(3.006212)
+    assert result.latency_ms["p95"] == pytest.approx(6.302)
+    assert result.latency_ms["max"] == pytest.approx(84.575)
+
+
+def test_non_2xx_answers_and_socket_errors_count_as_errors_not_leads() -> None:
+    refused = parse_wrk_output(WRK_404_OUTPUT)
+    assert refused.non_2xx == 10998 and refused.ok == 0 and refused.errors == 10998
+    assert refused.latency_ms["p50"] == pytest.approx(0.311)
+
+    broken = parse_wrk_output(
+        WRK_OUTPUT.replace("Requests/sec:", "  Socket errors: connect 0, read 3, write 0, timeout 2\nRequests/sec:")
+    )
+    assert broken.socket_errors == {"connect": 0, "read": 3, "write": 0, "timeout": 2}
+    assert broken.errors == 5
+
+
+def test_text_that_is_not_a_wrk_summary_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a wrk summary"):
+        parse_wrk_output("unable to connect to 127.0.0.1:18301 Connection refused\n")
+
+
+def test_intake_counts_only_2xx_answers_and_flags_errors() -> None:
+    figures = intake_figures(parse_wrk_output(WRK_404_OUTPUT))
+    assert figures["leads_per_second"] == 0
+    assert figures["errors"] == 10998
+
+    single = intake_figures(parse_wrk_output(WRK_OUTPUT + WRK_JSON_LINE))
+    assert single["leads_per_second"] == pytest.approx(20791 / 3.006212)
+
+
+def test_batch_intake_counts_items_answered_with_a_lead_id() -> None:
+    answered = parse_wrk_output(WRK_OUTPUT + WRK_JSON_LINE.replace('"items":0', '"items":2079000'))
+    figures = intake_figures(answered, batch_size=100)
+    assert figures["items"] == 2079000
+    assert figures["refused_items"] == 100
+    assert figures["leads_per_second"] == pytest.approx(2079000 / 3.006212)
+    assert "100 items refused" in figures["note"]
+
+    silent = intake_figures(parse_wrk_output(WRK_OUTPUT + WRK_JSON_LINE), batch_size=100)
+    assert silent["leads_per_second"] == pytest.approx(2079100 / 3.006212)
+    assert "no lead_id" in silent["note"]
+
+
+def test_batch_answers_are_counted_per_item() -> None:
+    body = {
+        "items": [
+            {"lead_id": "a", "status": "received", "duplicate": False},
+            {"lead_id": None, "status": 422, "error": "not an e-mail address"},
+            {"lead_id": "c", "status": 202},
+        ]
+    }
+    assert accepted_items(body) == 2
+    assert accepted_items([{"lead_id": "a"}]) == 1
+    assert accepted_items({"detail": "Not Found"}) == 0
+
+
+def test_figure_ratio_and_target_follow_the_direction_that_is_better() -> None:
+    rate = Figure("intake_single", "intake", 250.0, "leads/s", "higher", target=1000, limit=5000)
+    assert rate.ratio == pytest.approx(0.05)
+    assert rate.meets_target is False
+
+    latency = Figure("latency_50", "p99", 120.0, "ms", "lower", target=250, limit=12.0)
+    assert latency.ratio == pytest.approx(10.0)
+    assert latency.meets_target is True
+    assert Figure("x", "x", 250.0, "ms", "lower", target=250).meets_target is False
+
+    missing = Figure("intake_batch", "batch", None, "leads/s", "higher", target=5000, limit=9000)
+    assert missing.ratio is None and missing.meets_target is None
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = [float(v) for v in range(1, 101)]
+    assert percentile(samples, 50) == 50
+    assert percentile(samples, 99) == 99
+    assert percentile(list(reversed(samples)), 100) == 100
+    assert percentile([], 50) is None
+
+
+KAFKA_LIMITS: dict[str, Any] = {
+    "fastapi": {"single_rps": 7000.0, "batch_leads_per_second": 300_000.0, "batch_size": 100, "rss_mb": 50.0},
+    "bus": {"name": "raw aiokafka", "messages_per_second": 8000.0, "hop_ms": 4.0, "message_bytes": 723},
+    "commits": {"name": "raw asyncpg", "commits_per_second": 7000.0, "commit_ms": 0.5},
+}
+EMBEDDED_LIMITS: dict[str, Any] = {
+    "fastapi": KAFKA_LIMITS["fastapi"],
+    "bus": {"name": "raw SQLite appends", "messages_per_second": 40_000.0, "message_bytes": 723},
+    "commits": {"name": "raw SQLite", "commits_per_second": 2000.0, "commit_ms": 0.25},
+}
+
+
+def test_limits_come_from_the_raw_parts_and_what_one_lead_costs_them() -> None:
+    kafka = transport_limits("kafka", KAFKA_LIMITS)
+    assert kafka["intake_single"] == 7000
+    assert kafka["intake_batch"] == 300_000
+    assert kafka["sustained"] == pytest.approx(8000 / 4)
+    assert kafka["latency"] == pytest.approx(3 * 4.0 + 3 * 0.5)
+    assert kafka["event_to_kpi"] == pytest.approx(4.0 + 0.5)
+    assert kafka["rss"] == 50
+
+    embedded = transport_limits("embedded", EMBEDDED_LIMITS)
+    assert embedded["sustained"] == pytest.approx(40_000 / 4)
+    assert embedded["latency"] == pytest.approx(3 * 0.25)
+
+    assert transport_limits("kafka", {})["sustained"] is None
+
+
+MEASURED: dict[str, Any] = {
+    "startup_seconds": 4.2,
+    "intake_single": {
+        "leads_per_second": 90.0,
+        "requests": 900,
+        "ok": 898,
+        "errors": 2,
+        "statuses": {"202": 898, "500": 2},
+        "latency_ms": {"p50": 300.0, "p99": 900.0},
+    },
+    "intake_batch": {"available": False, "leads_per_second": None, "note": "not available (answers 404)"},
+    "sustained": {
+        "leads_per_second": 60.0,
+        "leads": 1200,
+        "elapsed_seconds": 20.0,
+        "completed": True,
+        "batch": False,
+        "lag": {"stable": True, "max_backlog": 40, "growth_per_second": 0.3, "throttled": False, "cap": 1500},
+    },
+    "latency_50": {"p50_ms": 80.0, "p95_ms": 150.0, "p99_ms": 200.0, "max_ms": 260.0, "measured": 450},
+    "latency_80": {"p50_ms": 120.0, "p95_ms": 400.0, "p99_ms": 700.0, "max_ms": 900.0, "measured": 720},
+    "event_to_kpi": {"p50_ms": 30.0, "max_ms": 60.0, "measured": 10, "missing": 0},
+    "rss_mb": {"lead-ingest": 110.0, "scoring": 95.0, "handoff": 250.0, "metrics": 96.0},
+}
+
+
+def test_every_figure_has_value_unit_target_limit_and_ratio() -> None:
+    figures = {f.key: f for f in transport_figures("kafka", MEASURED, KAFKA_LIMITS)}
+
+    assert list(figures) == [
+        "intake_single",
+        "intake_batch",
+        "sustained",
+        "latency_50",
+        "latency_80",
+        "event_to_kpi_p50",
+        "event_to_kpi_max",
+        "rss_lead-ingest",
+        "rss_scoring",
+        "rss_handoff",
+        "rss_metrics",
+    ]
+    assert figures["intake_single"].ratio == pytest.approx(90 / 7000)
+    assert "ERRORS: 2 of 900 requests failed" in figures["intake_single"].note
+    assert figures["intake_batch"].value is None and "not available" in figures["intake_batch"].note
+    assert figures["sustained"].target == 500 and figures["sustained"].meets_target is False
+    assert figures["latency_50"].meets_target is True and figures["latency_80"].target is None
+    assert figures["rss_handoff"].meets_target is False and figures["rss_scoring"].meets_target is True
+
+
+def test_json_report_holds_machine_limits_and_figures_per_transport() -> None:
+    results = build_results(
+        machine={"cores": 2, "memory_gb": 23.5, "cpu": "Xeon", "kafka": "4.1.1", "postgresql": "15.18"},
+        limits={"kafka": KAFKA_LIMITS, "embedded": EMBEDDED_LIMITS},
+        measured={"kafka": MEASURED, "embedded": {"error": "embedded system: exited while starting"}},
+        mode="full",
+        duration_seconds=412.34,
+    )
+    text = json.dumps(results)
+    assert json.loads(text) == results
+
+    kafka = results["transports"]["kafka"]
+    assert kafka["name"] == "Kafka + PostgreSQL"
+    single = kafka["figures"]["intake_single"]
+    assert {"value", "unit", "target", "target_op", "limit", "limit_of", "ratio", "meets_target"} <= set(single)
+    assert single["target_op"] == ">=" and kafka["figures"]["latency_50"]["target_op"] == "<"
+    assert kafka["limits"]["bus"]["messages_per_second"] == 8000
+    assert results["transports"]["embedded"]["error"].startswith("embedded system")
+    assert results["targets"]["sustained"] == 500
+    assert results["duration_seconds"] == 412.3
+
+
+def test_markdown_report_has_one_table_per_transport_with_a_row_per_figure() -> None:
+    results = build_results(
+        machine={"date": "2026-01-01T00:00:00+00:00", "cores": 2, "kafka": "4.1.1"},
+        limits={"embedded": EMBEDDED_LIMITS, "kafka": KAFKA_LIMITS},
+        measured={"embedded": {"error": "embedded system: exited while starting"}, "kafka": MEASURED},
+        mode="quick",
+        duration_seconds=30,
+    )
+    markdown = render_markdown(results)
+
+    assert markdown.count("| figure | Baton | target | limit | ratio | meets target | notes |") == 2
+    assert "## embedded log + SQLite" in markdown and "## Kafka + PostgreSQL" in markdown
+    assert "**ERROR:** embedded system: exited while starting" in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| intake, single") and "90.0" in line)
+    assert "≥ 1,000 leads/s" in row and "7,000 leads/s (bare FastAPI 202 endpoint)" in row and "**no**" in row
+    batch = next(line for line in markdown.splitlines() if "leads:batch" in line and "90.0" not in line)
+    assert "| n/a |" in batch
+    assert "Kafka 4.1.1" in markdown and "PostgreSQL" not in markdown.splitlines()[2]
+    for line in markdown.splitlines():
+        if line.startswith("| ") and "---" not in line:
+            assert line.count(" | ") == 6, line
+
+
+def test_lag_is_stable_when_the_backlog_stops_growing() -> None:
+    level = [(t / 2, int(t * 30), int(t * 30) - 50) for t in range(1, 41)]
+    stable = lag_summary(level, post_seconds=20, cap=1500, throttled=False)
+    assert stable["stable"] is True and stable["max_backlog"] == 50
+
+    growing = [(t / 2, int(t * 50), int(t * 30)) for t in range(1, 41)]
+    summary = lag_summary(growing, post_seconds=20, cap=1500, throttled=False)
+    assert summary["stable"] is False
+    assert summary["growth_per_second"] == pytest.approx(40, rel=0.05)
