@@ -84,6 +84,7 @@ def kafka_system(workdir: Path, name: str, *, base_port: int = 18101) -> Iterato
         "BATON_BUS": "kafka",
         "BATON_KAFKA_BOOTSTRAP_SERVERS": KAFKA_BOOTSTRAP,
         "BATON_KAFKA_TOPIC_PREFIX": f"{name}.",
+        "BATON_KAFKA_REPLICATION_FACTOR": "1",  # the local development broker is a single node
         "BATON_DATABASE_URL": f"{ASYNC_POSTGRES_URL}/{name}_{{service}}",
         "BATON_JWT_SECRET": secret,
         "BATON_DATA_DIR": str(workdir / "data"),

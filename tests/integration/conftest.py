@@ -32,7 +32,8 @@ async def create_messaging_schema(engine: AsyncEngine) -> None:
             Base.metadata.create_all,
             tables=[Base.metadata.tables[m.__tablename__] for m in (OutboxEntry, InboxEntry)],
         )
-        await conn.execute(text("CREATE TABLE applied (lead_id VARCHAR(64) NOT NULL)"))
+        seq = "BIGSERIAL PRIMARY KEY" if conn.dialect.name == "postgresql" else "INTEGER PRIMARY KEY AUTOINCREMENT"
+        await conn.execute(text(f"CREATE TABLE applied (seq {seq}, lead_id VARCHAR(200) NOT NULL)"))
 
 
 @pytest.fixture

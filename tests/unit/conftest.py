@@ -58,7 +58,7 @@ def new_lead() -> Callable[..., LeadReceived]:
 @pytest.fixture
 async def embedded_log(tmp_path: Path) -> AsyncIterator[EmbeddedLog]:
     """A started embedded log on ``tmp_path/bus.db``, stopped after the test."""
-    log = EmbeddedLog(tmp_path / "bus.db", poll_interval=0.01)
+    log = EmbeddedLog(tmp_path / "bus.db")
     await log.start()
     try:
         yield log
@@ -101,11 +101,12 @@ async def _consume_until(
     seen: list[Record] = []
     enough = asyncio.Event()
 
-    async def handler(record: Record) -> None:
-        seen.append(record)
-        if is_last(seen):
-            enough.set()
-            await asyncio.Future()  # never finishes: the consumer is cancelled while handling this record
+    async def handler(batch: Sequence[Record]) -> None:
+        for record in batch:
+            seen.append(record)
+            if is_last(seen):
+                enough.set()
+                await asyncio.Future()  # never finishes: the consumer is cancelled while handling this batch
 
     await run_until(log.consume(group, topics, handler), enough)
     return seen
@@ -115,8 +116,8 @@ async def _consume_until(
 def consume_records() -> Callable[[EmbeddedLog, str, Sequence[str], int], Awaitable[list[Record]]]:
     """Runs a consumer group until its handler has been handed ``count`` records, then cancels it.
 
-    The handler holds on to the last record until the cancellation, as if the process died while
-    handling it: every earlier record is finished, the last one is not.
+    The handler holds on to the batch holding the last record until the cancellation, as if the
+    process died while handling it: every earlier batch is finished, that one is not.
     """
 
     async def consume(log: EmbeddedLog, group: str, topics: Sequence[str], count: int) -> list[Record]:

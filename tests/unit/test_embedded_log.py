@@ -67,14 +67,14 @@ async def test_consumer_group_resumes_after_the_last_record_it_finished_on_a_new
     tmp_path: Path, consume_records: ConsumeRecords
 ) -> None:
     published = _records(5)
-    first_run = EmbeddedLog(tmp_path / "bus.db", poll_interval=0.01)
+    first_run = EmbeddedLog(tmp_path / "bus.db", batch_size=1)
     await first_run.start()
     await first_run.publish(published)
-    # The handler finishes records 0 and 1 and is still busy with record 2 when the process dies.
+    # One record a batch: the handler finishes records 0 and 1 and is still busy with record 2 when the process dies.
     before_crash = await consume_records(first_run, "scoring", [TOPIC], 3)
     await first_run.stop()
 
-    second_run = EmbeddedLog(tmp_path / "bus.db", poll_interval=0.01)
+    second_run = EmbeddedLog(tmp_path / "bus.db", batch_size=1)
     await second_run.start()
     try:
         after_restart = await consume_records(second_run, "scoring", [TOPIC], 3)
@@ -98,24 +98,23 @@ async def test_every_consumer_group_gets_every_record(
     assert _values(metrics) == _values(published)
 
 
-async def test_record_whose_handler_raised_is_delivered_again(
+async def test_batch_whose_handler_raised_is_delivered_again(
     embedded_log: EmbeddedLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("baton.bus.HANDLER_RETRY_PAUSE_SECONDS", 0.01)
     await embedded_log.publish(_records(2))
-    seen: list[bytes] = []
-    second_record_done = asyncio.Event()
+    seen: list[list[bytes]] = []
+    handled_again = asyncio.Event()
 
-    async def fails_once_on_the_first_record(record: Record) -> None:
-        seen.append(record.value)
+    async def fails_the_first_time(batch: Sequence[Record]) -> None:
+        seen.append(_values(batch))
         if len(seen) == 1:
             raise RuntimeError("database briefly unavailable")
-        if len(seen) == 3:
-            second_record_done.set()
+        handled_again.set()
 
-    await run_until(embedded_log.consume("scoring", [TOPIC], fails_once_on_the_first_record), second_record_done)
+    await run_until(embedded_log.consume("scoring", [TOPIC], fails_the_first_time), handled_again)
 
-    assert seen == [b'{"n":0}', b'{"n":0}', b'{"n":1}']
+    assert seen == [[b'{"n":0}', b'{"n":1}'], [b'{"n":0}', b'{"n":1}']]
 
 
 @pytest.mark.parametrize("second_replica_on", ["the same log", "another log on the same file"])
@@ -125,11 +124,11 @@ async def test_second_consumer_of_a_running_group_is_refused(
     await embedded_log.publish(_records(1))
     first_is_running = asyncio.Event()
 
-    async def holds_the_record(_: Record) -> None:
+    async def holds_the_record(_: Sequence[Record]) -> None:
         first_is_running.set()
         await asyncio.Future()
 
-    async def never_called(_: Record) -> None:
+    async def never_called(_: Sequence[Record]) -> None:
         raise AssertionError("the refused replica must not consume")
 
     other = embedded_log
@@ -199,7 +198,7 @@ async def test_consumer_cancelled_while_opening_its_connection_closes_it(
             return asyncio.Future()  # never done: the consumer is cancelled while configuring its connection
         return execute(self, sql, *args)
 
-    async def never_called(_: Record) -> None:
+    async def never_called(_: Sequence[Record]) -> None:
         raise AssertionError("no record was published")
 
     connections_before = _open_log_connections()

@@ -59,18 +59,6 @@ def fake_producer(monkeypatch: pytest.MonkeyPatch) -> type[FakeProducer]:
 RECORD = Record(topic="leads.ingested", key="lead-1", value=b"{}", headers=(("ce_id", b"e1"),))
 
 
-async def test_producer_is_idempotent_and_waits_for_all_replicas(fake_producer: type[FakeProducer]) -> None:
-    fake_producer.fail_first_instance = False
-    bus = KafkaBus(bootstrap_servers="127.0.0.1:1", prefix="acme.")
-
-    await bus.publish([RECORD])
-
-    (producer,) = fake_producer.instances
-    assert producer.config["acks"] == "all"
-    assert producer.config["enable_idempotence"] is True
-    assert producer.sent == [("acme.leads.ingested", b"lead-1", b"{}", [("ce_id", b"e1")])]
-
-
 async def test_producer_is_rebuilt_after_a_send_whose_outcome_is_unknown(fake_producer: type[FakeProducer]) -> None:
     fake_producer.fail_first_instance = True
     bus = KafkaBus(bootstrap_servers="127.0.0.1:1")

@@ -1,21 +1,25 @@
-"""The ``baton`` command: run the system, stream a demo through it, mint tokens, replay nothing by hand."""
+"""The ``baton`` command: run the system, stream a demo through it, mint tokens, list and replay dead letters."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
 
 from baton.auth import SCOPES, issue_token
+from baton.bus import Bus, make_bus
+from baton.dlq import dead_letters, replay
+from baton.events import DLQ_SUFFIX, TOPICS
 from baton.settings import Settings
 
 
@@ -211,6 +215,56 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _with_bus(work: Callable[[Bus], Awaitable[int]]) -> int:
+    bus = make_bus(Settings())
+    await bus.start()
+    try:
+        return await work(bus)
+    finally:
+        await bus.stop()
+
+
+def _chosen_topics(args: argparse.Namespace) -> tuple[str, ...]:
+    topic = (args.topic or "").removesuffix(DLQ_SUFFIX)
+    return (topic,) if topic else TOPICS
+
+
+def dlq_list(args: argparse.Namespace) -> int:
+    """Prints the events parked on the dead-letter queues."""
+
+    async def work(bus: Bus) -> int:
+        letters = await dead_letters(bus, topics=_chosen_topics(args))
+        for letter in letters:
+            print(
+                f"{letter.id}  group={letter.consumer_group}  event={letter.event_id}  type={letter.event_type}  "
+                f"attempts={letter.attempts}  error={letter.error}"
+            )
+        print(f"{len(letters)} parked event(s)", file=sys.stderr)
+        return 0
+
+    return asyncio.run(_with_bus(work))
+
+
+def dlq_replay(args: argparse.Namespace) -> int:
+    """Puts parked events back on their topics for the consumer group that parked them."""
+
+    async def work(bus: Bus) -> int:
+        letters = await dead_letters(bus, topics=_chosen_topics(args))
+        if args.id:
+            chosen = [letter for letter in letters if letter.id in args.id or letter.event_id in args.id]
+            missing = set(args.id) - {letter.id for letter in chosen} - {letter.event_id for letter in chosen}
+            if missing:
+                print(
+                    f"baton dlq replay: not parked (or already replayed): {', '.join(sorted(missing))}", file=sys.stderr
+                )
+                return 1
+            letters = chosen
+        print(f"replayed {await replay(bus, letters)} event(s)")
+        return 0
+
+    return asyncio.run(_with_bus(work))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``baton`` command line."""
     parser = argparse.ArgumentParser(prog="baton", description="Baton: lead handoff from marketing to sales.")
@@ -240,6 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
     issue_parser.add_argument("--team", default=None, help="limit the token to one team's leads")
     issue_parser.add_argument("--ttl-days", type=float, default=30.0)
     issue_parser.set_defaults(func=token_issue)
+
+    dlq_parser = commands.add_parser("dlq", help="events parked on the dead-letter queues (BATON_BUS picks the bus)")
+    dlq_commands = dlq_parser.add_subparsers(dest="dlq_command", required=True)
+    list_parser = dlq_commands.add_parser("list", help="list parked events that were not replayed yet")
+    list_parser.add_argument("--topic", default=None, help="only this topic's DLQ, e.g. leads.scored")
+    list_parser.set_defaults(func=dlq_list)
+    replay_parser = dlq_commands.add_parser("replay", help="put parked events back; each is applied exactly once")
+    replay_parser.add_argument("--topic", default=None, help="only this topic's DLQ, e.g. leads.scored")
+    replay_parser.add_argument(
+        "--id", action="append", default=None, help="an entry id or event id from `baton dlq list` (repeatable)"
+    )
+    replay_parser.set_defaults(func=dlq_replay)
     return parser
 
 

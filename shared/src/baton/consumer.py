@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baton.bus import Bus, Record
 from baton.events import EVENT_MODELS, Clock, CloudEvent, EventData, dlq_topic, utcnow
+from baton.failures import is_transient
 from baton.outbox import InboxEntry, decode_record
 
 logger = logging.getLogger(__name__)
@@ -76,12 +78,29 @@ def handlers(*functions: EventHandler) -> dict[str, EventHandler]:
     return table
 
 
-class _AlreadyApplied(Exception):
-    pass
+REPLAY_FOR_GROUP_HEADER = "baton_replay_for_group"
+"""Set on a record put back from a DLQ: only the consumer group that parked it applies it again."""
+
+MAX_RETRY_PAUSE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    record: Record
+    event: CloudEvent
+    payload: EventData
+    handler: EventHandler
 
 
 class EventConsumer:
-    """One consumer group: applies each event exactly once in effect, or parks it in the topic's DLQ."""
+    """One consumer group: applies each event exactly once in effect, or parks it in the topic's DLQ.
+
+    A batch of records is applied in one transaction: the inbox rows, the handlers' changes and the
+    events they emit commit together. A transient failure (see ``baton.failures``) is retried with
+    backoff until it passes, never moving past the batch; any other failure makes the consumer
+    apply the batch one event per transaction, so that only the event whose failure repeats
+    ``max_attempts`` times goes to ``<topic>.dlq`` and the rest are applied.
+    """
 
     def __init__(
         self,
@@ -108,62 +127,134 @@ class EventConsumer:
 
     async def run(self) -> None:
         """Consumes until cancelled."""
-        await self.bus.consume(self.group, self.topics, self.on_record)
+        await self.bus.consume(self.group, self.topics, self.on_batch)
 
     async def on_record(self, record: Record) -> None:
-        """Applies one record; raises only when even the DLQ could not take it."""
-        try:
-            event = decode_record(record)
-        except Exception as exc:
-            await self._dead_letter(record, exc, attempts=1)
-            return
-        handler = self.handlers.get(event.type)
-        if handler is None:
-            return
-        for attempt in range(1, self.max_attempts + 1):
+        """Applies one record (a batch of one)."""
+        await self.on_batch([record])
+
+    async def on_batch(self, records: Sequence[Record]) -> None:
+        """Applies a batch of records in order; returns once each is applied or dead-lettered."""
+        decoded: list[_Decoded] = []
+        for record in records:
+            replay_for = record.header(REPLAY_FOR_GROUP_HEADER)
+            if replay_for is not None and replay_for != self.group:
+                continue
             try:
-                await self._apply(event, handler)
+                event = decode_record(record)
+                handler = self.handlers.get(event.type)
+                if handler is None:
+                    continue
+                payload = event.payload()
+            except Exception as exc:
+                # Undecodable, or a schema violation: no retry will change that.
+                await self._dead_letter(record, exc, attempts=1)
+                continue
+            decoded.append(_Decoded(record, event, payload, handler))
+        if not decoded:
+            return
+        try:
+            await self._until_not_transient(lambda: self._apply(decoded), what="batch", size=len(decoded))
+            return
+        except Exception:
+            if len(decoded) == 1:
+                await self._apply_alone(decoded[0], first_failure_counted=True)
+                return
+            logger.warning(
+                "batch failed; applying its events one at a time",
+                exc_info=True,
+                extra={"group": self.group, "size": len(decoded)},
+            )
+        for item in decoded:
+            await self._apply_alone(item, first_failure_counted=False)
+
+    async def _apply_alone(self, item: _Decoded, *, first_failure_counted: bool) -> None:
+        attempt = 1 if first_failure_counted else 0
+        while True:
+            try:
+                await self._until_not_transient(lambda: self._apply([item]), what="event", size=1)
                 return
             except Exception as exc:
+                attempt += 1
                 logger.warning(
                     "event handler failed",
                     exc_info=True,
-                    extra={"group": self.group, "event_id": event.id, "event_type": event.type, "attempt": attempt},
+                    extra={
+                        "group": self.group,
+                        "event_id": item.event.id,
+                        "event_type": item.event.type,
+                        "attempt": attempt,
+                    },
                 )
-                if attempt == self.max_attempts:
-                    await self._dead_letter(record, exc, attempts=attempt)
+                if attempt >= self.max_attempts:
+                    await self._dead_letter(item.record, exc, attempts=attempt)
                     return
                 await asyncio.sleep(self.retry_pause_seconds * attempt)
 
-    async def _apply(self, event: CloudEvent, handler: EventHandler) -> None:
-        try:
-            async with self.sessions() as session, session.begin():
-                if await session.get(InboxEntry, (self.group, event.id)) is not None:
-                    return
-                session.add(InboxEntry(consumer_group=self.group, event_id=event.id))
-                try:
-                    await session.flush()
-                except IntegrityError as exc:
-                    raise _AlreadyApplied from exc
-                payload = event.payload()
-                incoming = Incoming(id=event.id, source=event.source, time=event.time, data=payload, now=self.clock())
-                await handler(incoming, session)
-        except _AlreadyApplied:
-            # Another replica applied it between our look-up and our insert.
-            return
+    async def _until_not_transient(self, work: Callable[[], Awaitable[None]], *, what: str, size: int) -> None:
+        pause = self.retry_pause_seconds
+        while True:
+            try:
+                await work()
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                logger.warning(
+                    "transient failure; trying again",
+                    extra={"group": self.group, "what": what, "size": size, "error": repr(exc)[:300], "pause": pause},
+                )
+            await asyncio.sleep(pause)
+            pause = min(max(pause * 2, 0.05), MAX_RETRY_PAUSE_SECONDS)
+
+    async def _apply(self, items: Sequence[_Decoded]) -> None:
+        async with self.sessions() as session, session.begin():
+            fresh = await _claim_inbox(session, self.group, [item.event.id for item in items])
+            for item in items:
+                if item.event.id not in fresh:
+                    continue
+                fresh.discard(item.event.id)  # the same event twice in one batch is applied once
+                event = item.event
+                incoming = Incoming(
+                    id=event.id, source=event.source, time=event.time, data=item.payload, now=self.clock()
+                )
+                await item.handler(incoming, session)
 
     async def _dead_letter(self, record: Record, error: Exception, *, attempts: int) -> None:
         logger.error(
             "event sent to the dead-letter queue",
-            extra={"group": self.group, "topic": record.topic, "offset": record.offset, "error": repr(error)},
+            extra={"group": self.group, "topic": record.topic, "offset": record.offset, "error": repr(error)[:300]},
         )
         headers = (
-            *record.headers,
+            *(h for h in record.headers if h[0] != REPLAY_FOR_GROUP_HEADER),
             ("baton_error", repr(error)[:1000].encode()),
             ("baton_attempts", str(attempts).encode()),
             ("baton_consumer_group", self.group.encode()),
             ("baton_original_topic", record.topic.encode()),
+            ("baton_original_offset", f"{record.partition}:{record.offset}".encode()),
         )
-        await self.bus.publish(
-            [Record(topic=dlq_topic(record.topic), key=record.key, value=record.value, headers=headers)]
+        dead = Record(topic=dlq_topic(record.topic), key=record.key, value=record.value, headers=headers)
+        await self._until_not_transient(lambda: self.bus.publish([dead]), what="dead letter", size=1)
+
+
+async def _claim_inbox(session: AsyncSession, group: str, event_ids: Sequence[str]) -> set[str]:
+    """Records event ids as applied by the group; returns those not applied before.
+
+    Concurrent claims of one id (two replicas, or a redelivery racing the original) are settled
+    by the inbox's primary key: PostgreSQL makes the second wait for the first to commit and then
+    skips it; SQLite serialises the writers.
+    """
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    now = utcnow()
+    statement = (
+        insert(InboxEntry)
+        .values(
+            [
+                {"consumer_group": group, "event_id": event_id, "processed_at": now}
+                for event_id in dict.fromkeys(event_ids)
+            ]
         )
+        .on_conflict_do_nothing(index_elements=["consumer_group", "event_id"])
+        .returning(InboxEntry.event_id)
+    )
+    return set((await session.scalars(statement)).all())

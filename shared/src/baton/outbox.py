@@ -19,12 +19,15 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from baton.bus import Bus, Record
 from baton.db import Base, UTCDateTime, is_postgresql
+from baton.errors import BatonError
 from baton.events import CloudEvent, EventData, from_binary, utcnow
 
 logger = logging.getLogger(__name__)
 
 RELAY_KEY = "baton_outbox_relay"
 SOURCE_KEY = "baton_event_source"
+MAX_EVENT_BYTES_KEY = "baton_max_event_bytes"
+DEFAULT_MAX_EVENT_BYTES = 512 * 1024
 RELAY_LOCK_KEY = 0x0B470B0C  # one relay per database at a time keeps each lead's events in order
 _PENDING_KEY = "baton_outbox_pending"
 
@@ -63,6 +66,13 @@ def create_messaging_tables(op: Any) -> None:
         Base.metadata.tables[model.__tablename__].create(op.get_bind())
 
 
+class EventTooLarge(BatonError):
+    """An event would exceed what the bus carries; nothing of the change that caused it is kept."""
+
+    status = 413
+    title = "Content too large"
+
+
 def add_event(session: AsyncSession, data: EventData, *, source: str | None = None) -> CloudEvent:
     """Adds an event to the session's transaction; it is published once the transaction commits.
 
@@ -77,18 +87,26 @@ def add_event(session: AsyncSession, data: EventData, *, source: str | None = No
 
     Raises:
         ValueError: Neither ``source`` nor the session names the producing service.
+        EventTooLarge: The event is larger than the service may produce (``max_event_bytes``).
     """
     source = source or session.info.get(SOURCE_KEY)
     if not source:
         raise ValueError("add_event needs the producing service: pass source= or use the service's sessions")
     envelope = CloudEvent.wrap(data, source=source)
+    payload = envelope.model_dump_json()
+    limit = session.info.get(MAX_EVENT_BYTES_KEY, DEFAULT_MAX_EVENT_BYTES)
+    if len(payload.encode()) > limit:
+        raise EventTooLarge(
+            f"the {envelope.type} event for this change would be {len(payload.encode())} bytes; at most {limit} "
+            "can be carried"
+        )
     session.add(
         OutboxEntry(
             event_id=envelope.id,
             topic=envelope.topic,
             aggregate_id=envelope.subject,
             type=envelope.type,
-            payload=envelope.model_dump_json(),
+            payload=payload,
         )
     )
     session.info[_PENDING_KEY] = True

@@ -7,12 +7,15 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import delete
 
 from baton.bus import ReplicaRefused, make_bus
 from baton.consumer import EventConsumer, EventHandler
 from baton.db import create_engine, create_sessionmaker, migrate, ping
 from baton.events import Clock, utcnow
-from baton.outbox import RELAY_KEY, SOURCE_KEY, OutboxRelay
+from baton.outbox import MAX_EVENT_BYTES_KEY, RELAY_KEY, SOURCE_KEY, InboxEntry, OutboxRelay
 from baton.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -45,7 +48,10 @@ class ServiceRuntime:
         self.engine = create_engine(settings.database_url_for(spec.database))
         self.bus = make_bus(settings)
         self.relay = OutboxRelay(engine=self.engine, bus=self.bus)
-        self.sessions = create_sessionmaker(self.engine, **{RELAY_KEY: self.relay, SOURCE_KEY: spec.source})
+        self.sessions = create_sessionmaker(
+            self.engine,
+            **{RELAY_KEY: self.relay, SOURCE_KEY: spec.source, MAX_EVENT_BYTES_KEY: settings.max_event_bytes},
+        )
         self.signing_secret = settings.signing_secret()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -55,9 +61,17 @@ class ServiceRuntime:
         Raises:
             ReplicaRefused: Another replica already runs on the embedded log.
         """
-        await migrate(self.engine, self.spec.migrations)
         await self.bus.start()
+        try:
+            await self.bus.claim(f"service-{self.spec.name}")
+        except ReplicaRefused as refusal:
+            logger.error("refusing to start: %s", refusal)
+            await self.bus.stop()
+            await self.engine.dispose()
+            raise
+        await migrate(self.engine, self.spec.migrations)
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.spec.name}-relay"))
+        self._tasks.append(asyncio.create_task(self._prune_forever(), name=f"{self.spec.name}-pruner"))
         for group, handlers in self.spec.consumers.items():
             consumer = EventConsumer(
                 group=group,
@@ -85,6 +99,34 @@ class ServiceRuntime:
             except Exception:
                 logger.exception("consumer stopped; restarting", extra={"group": consumer.group})
             await asyncio.sleep(CONSUMER_RESTART_PAUSE_SECONDS)
+
+    async def prune(self) -> tuple[int, int]:
+        """Forgets inbox ids and embedded-log records past their retention.
+
+        Returns:
+            How many inbox rows and log records were removed.
+        """
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(
+                delete(InboxEntry).where(
+                    InboxEntry.processed_at < now - timedelta(days=self.settings.inbox_retention_days)
+                )
+            )
+        inbox = int(getattr(result, "rowcount", 0) or 0)
+        log = await self.bus.prune(before=now - timedelta(days=self.settings.log_retention_days))
+        return inbox, log
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.prune_interval_seconds)
+            try:
+                inbox, log = await self.prune()
+            except Exception:
+                logger.warning("pruning failed; trying again later", exc_info=True)
+                continue
+            if inbox or log:
+                logger.info("pruned", extra={"inbox_rows": inbox, "log_records": log})
 
     async def stop(self) -> None:
         """Stops consumers and relay, then the bus and the engine."""

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from baton.events import CloudEvent, to_binary
@@ -56,28 +57,29 @@ class Record:
         return None
 
 
-RecordHandler = Callable[[Record], Awaitable[None]]
+BatchHandler = Callable[[Sequence[Record]], Awaitable[None]]
+"""Applies a batch of records; the transport moves the group's position past them only when it returns."""
 
 HANDLER_RETRY_PAUSE_SECONDS = 1.0
 
 
-async def handle_or_pause(handler: RecordHandler, record: Record, *, group: str) -> bool:
-    """Calls a transport's handler; on failure logs it and pauses before the record is read again.
+async def handle_or_pause(handler: BatchHandler, batch: Sequence[Record], *, group: str) -> bool:
+    """Calls a transport's handler; on failure logs it and pauses before the batch is read again.
 
     Args:
         handler: The consumer's handler.
-        record: The record to hand over.
+        batch: The records to hand over.
         group: The consumer group, for the log.
 
     Returns:
-        True when the handler succeeded, so the group's position may move past the record.
+        True when the handler succeeded, so the group's position may move past the batch.
     """
     try:
-        await handler(record)
+        await handler(batch)
     except Exception:
         logger.exception(
-            "handler failed; the record will be read again",
-            extra={"group": group, "topic": record.topic, "offset": record.offset},
+            "handler failed; the batch will be read again",
+            extra={"group": group, "topic": batch[0].topic, "offset": batch[0].offset, "records": len(batch)},
         )
         await asyncio.sleep(HANDLER_RETRY_PAUSE_SECONDS)
         return False
@@ -85,7 +87,7 @@ async def handle_or_pause(handler: RecordHandler, record: Record, *, group: str)
 
 
 class ReplicaRefused(RuntimeError):
-    """A second replica of a consumer group tried to run on the embedded log."""
+    """A second replica of a service or consumer group tried to run on the embedded log."""
 
 
 @runtime_checkable
@@ -93,9 +95,9 @@ class Bus(Protocol):
     """What services need from an event transport.
 
     ``publish`` returns only once every record is durably stored, in order. ``consume`` runs until
-    cancelled, calling the handler for each record in key order and committing the group's
-    position only after the handler returns; a handler that raises is called again for the same
-    record after a pause.
+    cancelled, handing the handler batches of records (a lead's records in the order published) and
+    committing the group's position past a batch only after the handler returns; a handler that
+    raises gets the same batch again after a pause.
     """
 
     async def start(self) -> None: ...
@@ -104,7 +106,23 @@ class Bus(Protocol):
 
     async def publish(self, records: Sequence[Record]) -> None: ...
 
-    async def consume(self, group: str, topics: Sequence[str], handler: RecordHandler) -> None: ...
+    async def consume(self, group: str, topics: Sequence[str], handler: BatchHandler) -> None: ...
+
+    async def read(self, topic: str) -> list[Record]:
+        """Every record the topic holds now, oldest first (for operators' tools such as the DLQ)."""
+        ...
+
+    async def claim(self, name: str) -> None:
+        """Claims a name for this process where the transport allows one owner only.
+
+        Raises:
+            ReplicaRefused: Another process holds it.
+        """
+        ...
+
+    async def prune(self, *, before: datetime) -> int:
+        """Drops records older than ``before`` that every consumer group has passed; returns how many."""
+        ...
 
     async def ping(self) -> bool: ...
 
@@ -125,8 +143,11 @@ def make_bus(settings: Settings) -> Bus:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             partitions=settings.kafka_partitions,
             replication_factor=settings.kafka_replication_factor,
+            min_insync_replicas=settings.kafka_topic_min_insync_replicas,
             prefix=settings.kafka_topic_prefix,
+            batch_size=settings.consumer_batch_size,
+            max_message_bytes=settings.max_event_bytes,
         )
     from baton.bus.embedded import EmbeddedLog
 
-    return EmbeddedLog(settings.data_dir / "bus.db")
+    return EmbeddedLog(settings.data_dir / "bus.db", batch_size=settings.consumer_batch_size)

@@ -1,26 +1,34 @@
 """The embedded durable log: an append-only SQLite table that consumer groups read with their own offsets.
 
 It is the event bus of the embedded default. Every publish is one fsynced transaction, so a crash
-loses nothing that ``publish`` acknowledged; offsets move once per batch, past the records whose
-handler returned, so a crash mid-batch means those events are read again (and the consumer's inbox
-makes that harmless). One process
-may own a consumer group at a time: a second replica is refused, since scale-out is Kafka's job.
+loses nothing that ``publish`` acknowledged; a group's offsets move once per batch, past the
+records whose handler returned, so a crash mid-batch means those events are read again (and the
+consumer's inbox makes that harmless). A publish wakes the other processes' consumers at once
+through a datagram to each group's abstract Unix socket; they also look every second in case a
+wake-up was lost. One process may own a service or consumer group at a time: a second replica is
+refused, since scale-out is Kafka's job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import socket
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
 
-from baton.bus import Record, RecordHandler, ReplicaRefused, handle_or_pause
+from baton.bus import BatchHandler, Record, ReplicaRefused, handle_or_pause
+from baton.events import DLQ_SUFFIX
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +48,12 @@ CREATE TABLE IF NOT EXISTS offsets (
     position INTEGER NOT NULL,
     PRIMARY KEY (group_id, topic)
 );
+CREATE TABLE IF NOT EXISTS consumer_groups (group_id TEXT PRIMARY KEY);
 """
 
-BATCH_SIZE = 200
+DEFAULT_BATCH_SIZE = 500
+FALLBACK_POLL_SECONDS = 1.0
+_GROUPS_REFRESH_SECONDS = 1.0
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -66,25 +77,67 @@ def _decode_headers(text: str) -> tuple[tuple[str, bytes], ...]:
     return tuple((name, base64.b64decode(raw)) for name, raw in json.loads(text))
 
 
+def _row_to_record(seq: int, topic: str, key: str, headers: str, value: bytes) -> Record:
+    return Record(topic=topic, key=key, value=bytes(value), headers=_decode_headers(headers), offset=seq)
+
+
+class _WakeUp:
+    """A group's doorbell: an abstract Unix datagram socket that publishers ring after each commit."""
+
+    def __init__(self, address: str) -> None:
+        self.event = asyncio.Event()
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.setblocking(False)
+        self._socket.bind(address)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._socket.fileno(), self._drain)
+
+    def _drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while self._socket.recv(64):
+                pass
+        self.event.set()
+
+    async def ring_or_after(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), seconds)
+        self.event.clear()
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._socket.fileno())
+        self._socket.close()
+
+
 class EmbeddedLog:
     """The bus on one SQLite file, shared by the services' processes on one machine."""
 
-    def __init__(self, path: Path, *, poll_interval: float = 0.05) -> None:
+    def __init__(
+        self, path: Path, *, batch_size: int = DEFAULT_BATCH_SIZE, poll_interval: float = FALLBACK_POLL_SECONDS
+    ) -> None:
         self.path = path
+        self.batch_size = batch_size
         self.poll_interval = poll_interval
         self._conn: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._lock_fds: list[int] = []
+        self._ringer: socket.socket | None = None
+        self._groups: tuple[str, ...] = ()
+        self._groups_read_at = -_GROUPS_REFRESH_SECONDS
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = await _connect(self.path)
         await self._conn.executescript(_SCHEMA)
+        self._ringer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._ringer.setblocking(False)
 
     async def stop(self) -> None:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+        if self._ringer is not None:
+            self._ringer.close()
+            self._ringer = None
         for fd in self._lock_fds:
             os.close(fd)
         self._lock_fds.clear()
@@ -93,6 +146,10 @@ class EmbeddedLog:
         if self._conn is None:
             raise RuntimeError("embedded log is not started")
         return self._conn
+
+    def _wake_address(self, group: str) -> str:
+        digest = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:24]
+        return f"\0baton-{digest}-{group}"
 
     async def publish(self, records: Sequence[Record]) -> None:
         if not records:
@@ -109,6 +166,19 @@ class EmbeddedLog:
                 await conn.execute("ROLLBACK")
                 raise
             await conn.execute("COMMIT")
+        await self._ring_every_group(conn)
+
+    async def _ring_every_group(self, conn: aiosqlite.Connection) -> None:
+        if time.monotonic() - self._groups_read_at >= _GROUPS_REFRESH_SECONDS:
+            async with conn.execute("SELECT group_id FROM consumer_groups") as cursor:
+                self._groups = tuple(row[0] for row in await cursor.fetchall())
+            self._groups_read_at = time.monotonic()
+        if self._ringer is None:
+            return
+        for group in self._groups:
+            # Nobody listening, or a doorbell already full: either way that group will look soon.
+            with contextlib.suppress(OSError):
+                self._ringer.sendto(b"\x01", self._wake_address(group))
 
     async def ping(self) -> bool:
         try:
@@ -118,33 +188,37 @@ class EmbeddedLog:
             return False
         return True
 
-    def _claim_group(self, group: str) -> int:
-        lock_path = self.path.with_name(f"{self.path.name}.{group}.lock")
+    async def claim(self, name: str) -> None:
+        self._claim(name)
+
+    def _claim(self, name: str) -> int:
+        lock_path = self.path.with_name(f"{self.path.name}.{name}.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise ReplicaRefused(
-                f"consumer group {group!r} already runs on the embedded log ({self.path}); the embedded log "
-                "serves one replica per service: set BATON_BUS=kafka to run more"
+                f"{name!r} already runs on the embedded log ({self.path}); the embedded log serves one replica "
+                "per service: set BATON_BUS=kafka to run more"
             ) from None
         self._lock_fds.append(fd)
         return fd
 
-    def _release_group(self, fd: int) -> None:
+    def _release(self, fd: int) -> None:
         if fd in self._lock_fds:
             self._lock_fds.remove(fd)
             os.close(fd)
 
-    async def consume(self, group: str, topics: Sequence[str], handler: RecordHandler) -> None:
-        claim = self._claim_group(group)
+    async def consume(self, group: str, topics: Sequence[str], handler: BatchHandler) -> None:
+        claim = self._claim(f"group-{group}")
+        conn: aiosqlite.Connection | None = None
+        wake_up: _WakeUp | None = None
         try:
             conn = await _connect(self.path)
-        except BaseException:
-            self._release_group(claim)
-            raise
-        try:
+            wake_up = _WakeUp(self._wake_address(group))
+            await conn.execute("INSERT OR IGNORE INTO consumer_groups (group_id) VALUES (?)", (group,))
             positions = dict.fromkeys(topics, 0)
             async with conn.execute(
                 f"SELECT topic, position FROM offsets WHERE group_id = ? AND topic IN ({_marks(topics)})",
@@ -155,39 +229,58 @@ class EmbeddedLog:
             while True:
                 batch = await self._read_batch(conn, positions)
                 if not batch:
-                    await asyncio.sleep(self.poll_interval)
+                    await wake_up.ring_or_after(self.poll_interval)
                     continue
-                handled: dict[str, int] = {}
-                try:
+                if await handle_or_pause(handler, batch, group=group):
+                    handled: dict[str, int] = {}
                     for record in batch:
-                        if not await handle_or_pause(handler, record, group=group):
-                            break
                         handled[record.topic] = record.offset
-                finally:
-                    # One fsynced write per batch, also when cancelled mid-batch: the group's
-                    # position covers exactly the records whose handler returned.
-                    if handled:
-                        await asyncio.shield(_save_positions(conn, group, handled))
-                        positions.update(handled)
+                    # One fsynced write per batch, shielded so a cancellation cannot separate the
+                    # handler's commit from the position that covers it for longer than this write.
+                    await asyncio.shield(_save_positions(conn, group, handled))
+                    positions.update(handled)
         finally:
-            await asyncio.shield(conn.close())
-            self._release_group(claim)
+            if wake_up is not None:
+                wake_up.close()
+            if conn is not None:
+                await asyncio.shield(conn.close())
+            self._release(claim)
 
     async def _read_batch(self, conn: aiosqlite.Connection, positions: dict[str, int]) -> list[Record]:
         records: list[Record] = []
         for topic, position in positions.items():
             async with conn.execute(
                 "SELECT seq, topic, key, headers, value FROM log WHERE topic = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (topic, position, BATCH_SIZE),
+                (topic, position, self.batch_size),
             ) as cursor:
-                async for seq, row_topic, key, headers, value in cursor:
-                    records.append(
-                        Record(
-                            topic=row_topic, key=key, value=bytes(value), headers=_decode_headers(headers), offset=seq
-                        )
-                    )
+                records.extend(_row_to_record(*row) for row in await cursor.fetchall())
         records.sort(key=lambda r: r.offset)
-        return records[:BATCH_SIZE]
+        return records[: self.batch_size]
+
+    async def read(self, topic: str) -> list[Record]:
+        async with self._connection().execute(
+            "SELECT seq, topic, key, headers, value FROM log WHERE topic = ? ORDER BY seq", (topic,)
+        ) as cursor:
+            return [_row_to_record(*row) for row in await cursor.fetchall()]
+
+    async def prune(self, *, before: datetime) -> int:
+        cutoff = before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        conn = self._connection()
+        async with self._write_lock:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Only what every group that reads a topic has passed; dead letters wait for an operator.
+                cursor = await conn.execute(
+                    "DELETE FROM log WHERE appended_at < ? AND topic NOT LIKE ? AND seq <= "
+                    "(SELECT min(position) FROM offsets WHERE offsets.topic = log.topic)",
+                    (cutoff, f"%{DLQ_SUFFIX}"),
+                )
+                pruned = cursor.rowcount
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+        return pruned
 
 
 async def _save_positions(conn: aiosqlite.Connection, group: str, positions: dict[str, int]) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from baton.bus import Record, RecordHandler, handle_or_pause
+from baton.bus import BatchHandler, Record, handle_or_pause
 from baton.events import TOPICS, dlq_topic
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,30 @@ PING_TIMEOUT_SECONDS = 3.0
 def _log_reconnect_failure(task: asyncio.Task[AIOKafkaProducer]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.warning("kafka producer could not reconnect", exc_info=task.exception())
+
+
+class TopicSetupFailed(RuntimeError):
+    """Kafka refused to create one of Baton's topics."""
+
+
+class _OwnedPartitions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tracks which partitions this consumer still owns; a revocation waits for the batch in hand.
+
+    Offsets are committed after every batch, so by the time a revocation gets the lock everything
+    finished is committed; what was fetched but not handled is dropped and read by the next owner.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, lock: asyncio.Lock) -> None:
+        self._consumer = consumer
+        self._lock = lock
+        self.lost: set[TopicPartition] = set()
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self._lock:
+            self.lost.update(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.lost.difference_update(assigned)
 
 
 class KafkaBus:
@@ -35,15 +60,21 @@ class KafkaBus:
         *,
         bootstrap_servers: str,
         partitions: int = 3,
-        replication_factor: int = 1,
+        replication_factor: int = 3,
+        min_insync_replicas: int = 2,
         client_id: str = "baton",
         prefix: str = "",
+        batch_size: int = 500,
+        max_message_bytes: int = 1_000_000,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.partitions = partitions
         self.replication_factor = replication_factor
+        self.min_insync_replicas = min(min_insync_replicas, replication_factor)
         self.client_id = client_id
         self.prefix = prefix
+        self.batch_size = batch_size
+        self.max_message_bytes = max_message_bytes
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._reconnecting: asyncio.Task[AIOKafkaProducer] | None = None
@@ -62,10 +93,13 @@ class KafkaBus:
                 self._producer = None
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
-        """Creates the topics that do not exist yet.
+        """Creates the topics that do not exist yet, replicated as configured.
 
         Args:
             topics: Topic names.
+
+        Raises:
+            TopicSetupFailed: Kafka refused a topic, e.g. a replication factor above the number of brokers.
         """
         topics = [self.prefix + t for t in topics]
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
@@ -73,13 +107,25 @@ class KafkaBus:
         try:
             existing = set(await admin.list_topics())
             missing = [t for t in topics if t not in existing]
-            if missing:
-                try:
-                    await admin.create_topics([NewTopic(t, self.partitions, self.replication_factor) for t in missing])
-                except TopicAlreadyExistsError:
-                    pass
+            if not missing:
+                return
+            config = {"min.insync.replicas": str(self.min_insync_replicas)}
+            response = await admin.create_topics(
+                [NewTopic(t, self.partitions, self.replication_factor, topic_configs=config) for t in missing]
+            )
         finally:
             await admin.close()
+        failures = [
+            f"{topic}: {error[0] if error else for_code(code).__name__}"
+            for topic, code, *error in response.topic_errors
+            if code not in (0, TopicAlreadyExistsError.errno)
+        ]
+        if failures:
+            raise TopicSetupFailed(
+                f"Kafka refused to create Baton's topics ({'; '.join(failures)}); replication factor "
+                f"{self.replication_factor}, min.insync.replicas {self.min_insync_replicas} — a single-broker "
+                "development cluster needs BATON_KAFKA_REPLICATION_FACTOR=1"
+            )
 
     async def _producer_or_new(self) -> AIOKafkaProducer:
         async with self._producer_lock:
@@ -90,6 +136,7 @@ class KafkaBus:
                     acks="all",
                     enable_idempotence=True,
                     linger_ms=2,
+                    max_request_size=self.max_message_bytes + 64 * 1024,
                 )
                 await producer.start()
                 self._producer = producer
@@ -136,9 +183,64 @@ class KafkaBus:
             return False
         return True
 
-    async def consume(self, group: str, topics: Sequence[str], handler: RecordHandler) -> None:
+    async def claim(self, name: str) -> None:
+        """Kafka shares work between replicas through consumer groups: any number may run."""
+
+    async def prune(self, *, before: datetime) -> int:
+        """Kafka keeps its own retention (``retention.ms``); nothing to do here."""
+        return 0
+
+    def _record(self, message: ConsumerRecord[bytes, bytes]) -> Record:
+        return Record(
+            topic=message.topic.removeprefix(self.prefix),
+            key=(message.key or b"").decode(),
+            value=message.value or b"",
+            headers=tuple(message.headers),
+            partition=message.partition,
+            offset=message.offset,
+        )
+
+    async def read(self, topic: str) -> list[Record]:
+        name = self.prefix + topic
         consumer = AIOKafkaConsumer(
-            *(self.prefix + t for t in topics),
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([name])
+        finally:
+            await admin.close()
+        partitions = [
+            TopicPartition(name, p["partition"])
+            for topic in described
+            if topic["topic"] == name and not topic["error_code"]
+            for p in topic["partitions"]
+        ]
+        if not partitions:
+            return []
+        try:
+            await consumer.start()
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            records: list[Record] = []
+            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=self.batch_size)
+                for messages in batches.values():
+                    records.extend(
+                        self._record(m) for m in messages if m.offset < ends[TopicPartition(m.topic, m.partition)]
+                    )
+            return records
+        finally:
+            await consumer.stop()
+
+    async def consume(self, group: str, topics: Sequence[str], handler: BatchHandler) -> None:
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             client_id=self.client_id,
             group_id=self.prefix + group,
@@ -146,13 +248,21 @@ class KafkaBus:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             metadata_max_age_ms=10_000,
+            max_poll_records=self.batch_size,
         )
-        await consumer.start()
+        lock = asyncio.Lock()
+        owned = _OwnedPartitions(consumer, lock)
+        consumer.subscribe([self.prefix + t for t in topics], listener=owned)
         try:
+            # Inside the try: a consumer cancelled while it joins the group must still be closed.
+            await consumer.start()
             while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=200)
+                batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
                 for partition, messages in batches.items():
-                    await self._handle_partition(consumer, partition, messages, handler, group)
+                    async with lock:
+                        if partition in owned.lost or partition not in consumer.assignment():
+                            continue
+                        await self._handle_partition(consumer, partition, messages, handler, group)
         finally:
             await consumer.stop()
 
@@ -161,31 +271,15 @@ class KafkaBus:
         consumer: AIOKafkaConsumer,
         partition: TopicPartition,
         messages: list[ConsumerRecord[bytes, bytes]],
-        handler: RecordHandler,
+        handler: BatchHandler,
         group: str,
     ) -> None:
-        committable: int | None = None
+        batch = [self._record(m) for m in messages]
+        if not await handle_or_pause(handler, batch, group=group):
+            consumer.seek(partition, messages[0].offset)
+            return
         try:
-            for message in messages:
-                record = Record(
-                    topic=message.topic.removeprefix(self.prefix),
-                    key=(message.key or b"").decode(),
-                    value=message.value or b"",
-                    headers=tuple(message.headers),
-                    partition=message.partition,
-                    offset=message.offset,
-                )
-                if not await handle_or_pause(handler, record, group=group):
-                    consumer.seek(partition, message.offset)
-                    return
-                committable = message.offset + 1
-        finally:
-            if committable is not None:
-                await self._commit(consumer, partition, committable, group)
-
-    async def _commit(self, consumer: AIOKafkaConsumer, partition: TopicPartition, offset: int, group: str) -> None:
-        try:
-            await consumer.commit({partition: offset})
+            await consumer.commit({partition: messages[-1].offset + 1})
         except KafkaError:
             # The group rebalanced; the new owner reads from the last commit and the inbox makes
             # the repeat harmless.
