@@ -121,7 +121,7 @@ async def test_commit_wakes_the_idle_relay_which_publishes_at_once(
 ) -> None:
     running = asyncio.create_task(relay.run())
     try:
-        await asyncio.sleep(0.05)  # the relay has looked once and now sleeps for idle_check_seconds
+        await relay.idle.wait()  # it has looked once and now waits idle_check_seconds unless woken
         async with sessions() as session, session.begin():
             envelope = add_event(session, new_lead(), source=SOURCE)
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Integer, String, Text, delete, event, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -54,16 +53,6 @@ class InboxEntry(Base):
     consumer_group: Mapped[str] = mapped_column(String(128), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-def create_messaging_tables(op: Any) -> None:
-    """Creates the outbox and inbox tables; every service's first migration calls it.
-
-    Args:
-        op: Alembic's ``op`` module.
-    """
-    for model in (OutboxEntry, InboxEntry):
-        Base.metadata.tables[model.__tablename__].create(op.get_bind())
 
 
 class EventTooLarge(BatonError):
@@ -149,6 +138,8 @@ class OutboxRelay:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._postgresql = is_postgresql(engine)
         self._wake = asyncio.Event()
+        self.idle = asyncio.Event()
+        """Set while the relay has published everything it found and waits for a wake-up."""
 
     def wake(self) -> None:
         """Asks the relay to publish now; safe to call from the event loop's thread at any time."""
@@ -157,8 +148,10 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publishes until cancelled: on every wake-up, and every few seconds in case one was missed."""
         while True:
+            self.idle.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.idle_check_seconds)
+            self.idle.clear()
             self._wake.clear()
             try:
                 while await self.publish_pending():

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import socket
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +52,6 @@ CREATE TABLE IF NOT EXISTS consumer_groups (group_id TEXT PRIMARY KEY);
 
 DEFAULT_BATCH_SIZE = 500
 FALLBACK_POLL_SECONDS = 1.0
-_GROUPS_REFRESH_SECONDS = 1.0
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -121,8 +119,6 @@ class EmbeddedLog:
         self._write_lock = asyncio.Lock()
         self._lock_fds: list[int] = []
         self._ringer: socket.socket | None = None
-        self._groups: tuple[str, ...] = ()
-        self._groups_read_at = -_GROUPS_REFRESH_SECONDS
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,13 +165,12 @@ class EmbeddedLog:
         await self._ring_every_group(conn)
 
     async def _ring_every_group(self, conn: aiosqlite.Connection) -> None:
-        if time.monotonic() - self._groups_read_at >= _GROUPS_REFRESH_SECONDS:
-            async with conn.execute("SELECT group_id FROM consumer_groups") as cursor:
-                self._groups = tuple(row[0] for row in await cursor.fetchall())
-            self._groups_read_at = time.monotonic()
+        # Read every time (a tiny table): a group that registered a moment ago must be woken too.
+        async with conn.execute("SELECT group_id FROM consumer_groups") as cursor:
+            groups = [row[0] for row in await cursor.fetchall()]
         if self._ringer is None:
             return
-        for group in self._groups:
+        for group in groups:
             # Nobody listening, or a doorbell already full: either way that group will look soon.
             with contextlib.suppress(OSError):
                 self._ringer.sendto(b"\x01", self._wake_address(group))
