@@ -1,18 +1,29 @@
-"""A PostgreSQL restart under a running service: readiness goes red, requests fail cleanly, it recovers alone."""
+"""PostgreSQL stopped under a running service: requests fail cleanly, events wait, and it recovers alone."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from baton.auth import issue_token
+from baton.bus import Record
+from baton.bus.kafka import KafkaBus
+from baton.events import LEADS_INGESTED, CloudEvent, LeadReceived, dlq_topic
+from baton.runtime import ServiceRuntime
 from baton_handoff.app import create_app
 from baton_handoff.settings import HandoffSettings
+from baton_scoring.app import SPEC as SCORING
+from baton_scoring.models import LeadScore
+from baton_scoring.settings import ScoringSettings
+from tests.conftest import KAFKA_BOOTSTRAP
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +66,61 @@ async def test_service_answers_503_while_postgresql_is_down_and_recovers_by_itse
         again = await client.get("/v1/reps", headers=admin)
         assert again.status_code == 200
         assert [rep["rep_id"] for rep in again.json()["items"]] == ["rep-1"]
+
+
+async def test_events_arriving_while_postgresql_is_down_are_all_applied_once_it_is_back_and_none_is_parked(
+    tmp_path: Path,
+    unique_name: str,
+    fresh_database: Callable[[str], Awaitable[str]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = ScoringSettings(
+        data_dir=tmp_path,
+        database_url=await fresh_database("outage"),
+        bus="kafka",
+        kafka_bootstrap_servers=KAFKA_BOOTSTRAP,
+        kafka_topic_prefix=f"{unique_name}.",
+        kafka_replication_factor=1,
+    )
+    runtime = ServiceRuntime(SCORING, settings)
+    publisher = KafkaBus(bootstrap_servers=KAFKA_BOOTSTRAP, prefix=f"{unique_name}.", replication_factor=1)
+    leads = [f"outage-{n}" for n in range(5)]
+    await runtime.start()
+    await publisher.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="baton.consumer"):
+            try:
+                await postgres("stop")
+                await publisher.publish(
+                    [
+                        Record.from_event(
+                            CloudEvent.wrap(
+                                LeadReceived(lead_id=lead, email=f"{lead}@example.com", received_at=datetime.now(UTC)),
+                                source="/test",
+                            )
+                        )
+                        for lead in leads
+                    ]
+                )
+                async with asyncio.timeout(RECOVERY_SECONDS):
+                    while not any("transient failure" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+            finally:
+                await postgres("start")
+            async with asyncio.timeout(RECOVERY_SECONDS):
+                while await _scored(runtime) < len(leads):  # noqa: ASYNC110 - the state lives in PostgreSQL
+                    await asyncio.sleep(0.1)
+        parked = await publisher.read(dlq_topic(LEADS_INGESTED))
+    finally:
+        await publisher.stop()
+        await runtime.stop()
+    assert parked == []
+    assert not any("dead-letter" in r.getMessage() for r in caplog.records)
+
+
+async def _scored(runtime: ServiceRuntime) -> int:
+    try:
+        async with runtime.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(LeadScore)) or 0)
+    except Exception:
+        return 0  # still reconnecting
