@@ -10,13 +10,16 @@ import importlib
 import inspect
 import json
 import re
+import secrets
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = REPO / "deploy" / "compose"
@@ -50,9 +53,14 @@ SERVICES = (
     Service("handoff", "baton_handoff", 8003, "baton_handoff"),
     Service("metrics", "baton_metrics", 8004, "baton_metrics"),
 )
-INFRASTRUCTURE = ("kafka", "postgres")
+KAFKA_BROKERS = ("kafka-1", "kafka-2", "kafka-3")
+INFRASTRUCTURE = (*KAFKA_BROKERS, "postgres")
+# What an operator supplies: compose's required variables; k8s placeholders are replaced by real values.
+OPERATOR_ENV = {"POSTGRES_PASSWORD": "operator-password", "BATON_JWT_SECRET": secrets.token_urlsafe(48)}
 
 each_service = pytest.mark.parametrize("svc", SERVICES, ids=lambda svc: svc.name)
+each_broker = pytest.mark.parametrize("broker", KAFKA_BROKERS)
+each_manifest = pytest.mark.parametrize("manifest", ["compose", "k8s"])
 
 
 # --- loading -----------------------------------------------------------------
@@ -68,6 +76,47 @@ def compose_env(service: str) -> dict[str, str]:
     if isinstance(env, list):  # ["KEY=value", ...] form
         env = dict(item.partition("=")[::2] for item in env)
     return {key: str(value) for key, value in env.items()}
+
+
+def interpolate(value: str, given: Mapping[str, str]) -> str:
+    """Fills in compose's ${NAME}, ${NAME:-default} and ${NAME:?error} from ``given``."""
+
+    def fill(match: re.Match[str]) -> str:
+        name, operator, argument = match.group("name", "operator", "argument")
+        if operator == ":?":
+            assert given.get(name), f"compose requires {name}"
+        if operator == ":-":
+            return given.get(name) or argument
+        return given.get(name, "")
+
+    return re.sub(r"\$\{(?P<name>\w+)(?:(?P<operator>:[-?])(?P<argument>[^}]*))?\}", fill, value)
+
+
+def listeners(value: str) -> dict[str, tuple[str, int]]:
+    """``NAME://host:port,...`` as {NAME: (host, port)}; the host is empty when the listener binds all."""
+    found = {}
+    for listener in value.split(","):
+        name, _, endpoint = listener.partition("://")
+        host, _, port = endpoint.rpartition(":")
+        found[name] = (host, int(port))
+    return found
+
+
+def quorum_voters(broker: str) -> dict[int, tuple[str, int]]:
+    """``KAFKA_CONTROLLER_QUORUM_VOTERS`` (``id@host:port,...``) as {node id: (host, port)}."""
+    voters = {}
+    for voter in compose_env(broker)["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(","):
+        node_id, _, endpoint = voter.partition("@")
+        host, _, port = endpoint.rpartition(":")
+        voters[int(node_id)] = (host, int(port))
+    return voters
+
+
+def advertised_endpoint(broker: str) -> str:
+    """Where clients reach a broker: its advertised inter-broker listener, as ``host:port``."""
+    env = compose_env(broker)
+    host, port = listeners(env["KAFKA_ADVERTISED_LISTENERS"])[env["KAFKA_INTER_BROKER_LISTENER_NAME"]]
+    return f"{host}:{port}"
 
 
 @cache
@@ -123,6 +172,43 @@ def container_of(svc: Service) -> dict:
     return container
 
 
+def deployed_env(manifest: str, svc: Service) -> dict[str, str]:
+    """The environment a service's container starts with, as an operator would deploy it.
+
+    The image's ENV first, then compose's environment (interpolated), or the Deployment's
+    envFrom sources in order and its env; k8s placeholders get real values.
+    """
+    env = dockerfile_env(svc)
+    if manifest == "compose":
+        env |= {name: interpolate(value, OPERATOR_ENV) for name, value in compose_env(svc.name).items()}
+        return env
+    container = container_of(svc)
+    for source in container.get("envFrom", []):
+        ((ref_kind, ref),) = source.items()
+        kind = {"configMapRef": "ConfigMap", "secretRef": "Secret"}[ref_kind]
+        obj = k8s_objects()[kind, ref["name"]]
+        values = {**obj.get("data", {}), **obj.get("stringData", {})}
+        env |= {name: str(value).replace("REPLACE_ME", secrets.token_urlsafe(48)) for name, value in values.items()}
+    env |= {item["name"]: item["value"] for item in container.get("env", [])}
+    return env
+
+
+def settings_class(svc: Service) -> type[BaseSettings]:
+    """The settings class the service's own settings module defines."""
+    module = importlib.import_module(f"{svc.package}.settings")
+    (cls,) = (
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, BaseSettings) and obj.__module__ == module.__name__
+    )
+    return cls
+
+
+def readme_setting_defaults(readme: Path) -> dict[str, str]:
+    """The ``| `BATON_X` | `default` |`` rows of a README's settings table."""
+    return dict(re.findall(r"^\| `(BATON_\w+)` \| `([^`]+)`", readme.read_text(), flags=re.MULTILINE))
+
+
 def resolve_port(container: dict, port: int | str) -> int:
     """A probe or targetPort may name one of the container's ports."""
     if isinstance(port, int):
@@ -142,8 +228,6 @@ def known_setting_env_names() -> set[str]:
     Imports must succeed: a missing baton.settings is a failure, not a skip. A service's
     settings module is read when services/<name>/src/<package>/settings.py exists.
     """
-    from pydantic_settings import BaseSettings
-
     shared = importlib.import_module("baton.settings")
     assert shared.Settings.model_config.get("env_prefix") == "BATON_"
     modules = [shared] + [
@@ -193,11 +277,54 @@ def test_compose_runs_the_four_services_plus_kafka_and_postgres():
 
 def test_compose_uses_official_kafka_4_and_postgres_16_images():
     services = compose()["services"]
-    assert re.fullmatch(r"apache/kafka:4(\.\d+)*", services["kafka"]["image"])
+    for broker in KAFKA_BROKERS:
+        assert re.fullmatch(r"apache/kafka:4(\.\d+)*", services[broker]["image"])
+    assert len({services[broker]["image"] for broker in KAFKA_BROKERS}) == 1
     assert services["postgres"]["image"] == "postgres:16"
-    kafka_env = compose_env("kafka")
-    assert kafka_env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert kafka_env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+
+
+def test_compose_runs_three_kafka_nodes_whose_quorum_voters_name_all_three():
+    envs = {broker: compose_env(broker) for broker in KAFKA_BROKERS}
+    node_ids = {broker: int(env["KAFKA_NODE_ID"]) for broker, env in envs.items()}
+    assert len(set(node_ids.values())) == len(KAFKA_BROKERS)
+    assert len({env["CLUSTER_ID"] for env in envs.values()}) == 1
+    for broker, env in envs.items():
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        controller_port = listeners(env["KAFKA_LISTENERS"])[env["KAFKA_CONTROLLER_LISTENER_NAMES"]][1]
+        assert quorum_voters(broker) == {node_ids[voter]: (voter, controller_port) for voter in KAFKA_BROKERS}, (
+            f"{broker}'s voters are not the three nodes at their controller listeners"
+        )
+        assert advertised_endpoint(broker).partition(":")[0] == broker
+
+
+@each_broker
+def test_every_compose_broker_replicates_every_topic_three_times_and_acknowledges_on_two(broker):
+    env = compose_env(broker)
+    assert {
+        "KAFKA_DEFAULT_REPLICATION_FACTOR": "3",
+        "KAFKA_MIN_INSYNC_REPLICAS": "2",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "3",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "3",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "2",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "3",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "2",
+        # Quoted in YAML: an unquoted false would reach the container as "False" or be refused.
+        "KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE": "false",
+    }.items() <= env.items()
+    replication = [int(value) for name, value in env.items() if name.endswith("REPLICATION_FACTOR")]
+    assert max(replication) <= len(KAFKA_BROKERS)
+
+
+def test_every_compose_broker_keeps_its_log_in_a_volume_of_its_own():
+    mounts = {}
+    for broker in KAFKA_BROKERS:
+        log_dir = compose_env(broker)["KAFKA_LOG_DIRS"]
+        (volume,) = (
+            v.partition(":")[0] for v in compose()["services"][broker]["volumes"] if v.split(":")[1] == log_dir
+        )
+        mounts[broker] = volume
+    assert len(set(mounts.values())) == len(KAFKA_BROKERS)
+    assert set(mounts.values()) <= set(compose()["volumes"])
 
 
 @each_service
@@ -221,7 +348,8 @@ def test_every_compose_service_uses_kafka_postgres_and_secrets_from_the_environm
 ):
     env = compose_env(svc.name)
     assert env["BATON_BUS"] == "kafka"
-    assert env["BATON_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    bootstrap = env["BATON_KAFKA_BOOTSTRAP_SERVERS"].split(",")
+    assert sorted(bootstrap) == sorted(advertised_endpoint(broker) for broker in KAFKA_BROKERS)
     assert re.fullmatch(r"\$\{BATON_JWT_SECRET:\?[^}]+\}", env["BATON_JWT_SECRET"])
     assert re.fullmatch(
         r"postgresql\+asyncpg://baton:\$\{POSTGRES_PASSWORD:\?[^}]+\}@postgres:5432/\{service\}",
@@ -293,6 +421,43 @@ def test_every_baton_variable_in_the_manifests_is_a_known_setting():
     known = known_setting_env_names()
     unknown = {name: sorted(where) for name, where in baton_variables_in_manifests().items() if name not in known}
     assert not unknown, f"not fields of any settings class: {unknown}"
+
+
+@each_manifest
+@each_service
+def test_every_deployed_service_creates_topics_with_three_replicas_and_min_insync_two(manifest, svc, monkeypatch):
+    from baton.bus import make_bus
+    from baton.bus.kafka import KafkaBus
+
+    env = deployed_env(manifest, svc)
+    assert env["BATON_KAFKA_REPLICATION_FACTOR"] == "3"
+    assert env["BATON_KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+    for name, value in env.items():
+        if name.startswith("BATON_"):
+            monkeypatch.setenv(name, value)
+    settings = settings_class(svc)()  # validation runs here, with the production checks
+    assert (settings.env, settings.bus) == ("production", "kafka")
+    bus = make_bus(settings)
+    assert isinstance(bus, KafkaBus)
+    assert (bus.replication_factor, bus.min_insync_replicas) == (3, 2)
+
+
+@pytest.mark.parametrize("readme", [COMPOSE_DIR / "README.md", K8S_DIR / "README.md"], ids=["compose", "k8s"])
+def test_readme_settings_tables_show_the_real_defaults(readme):
+    from baton.settings import Settings
+
+    documented = readme_setting_defaults(readme)
+    assert {
+        "BATON_CONSUMER_BATCH_SIZE",
+        "BATON_MAX_EVENT_BYTES",
+        "BATON_MAX_BODY_BYTES",
+        "BATON_INBOX_RETENTION_DAYS",
+        "BATON_LOG_RETENTION_DAYS",
+        "BATON_PRUNE_INTERVAL_SECONDS",
+    } <= documented.keys()
+    for name, default in documented.items():
+        field = Settings.model_fields[name.removeprefix("BATON_").lower()]
+        assert float(default) == field.default, f"{readme.name}: {name} is documented as {default}"
 
 
 # --- kubernetes ----------------------------------------------------------------
