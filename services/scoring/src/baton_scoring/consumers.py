@@ -25,12 +25,20 @@ from baton_scoring.models import LeadScore, ModelVersion, ScoreHistory
 _ROUTING_FIELDS = tuple(RoutingAttributes.model_fields)
 
 
+_MODEL_IN_FORCE_KEY = "baton_scoring_model_in_force"
+
+
 async def current_model(session: AsyncSession) -> tuple[int, ScoringModel]:
-    """Returns the newest model version and its definition."""
+    """Returns the newest model version and its definition, read once per transaction."""
+    cached: tuple[int, ScoringModel] | None = session.info.get(_MODEL_IN_FORCE_KEY)
+    if cached is not None and session.in_transaction():
+        return cached
     newest = await session.scalar(select(ModelVersion).order_by(ModelVersion.version.desc()).limit(1))
     if newest is None:
         raise RuntimeError("no scoring model: migrations seed version 1")
-    return newest.version, ScoringModel.model_validate(newest.definition)
+    model = (newest.version, ScoringModel.model_validate(newest.definition))
+    session.info[_MODEL_IN_FORCE_KEY] = model
+    return model
 
 
 def _facts(attributes: dict[str, Any]) -> LeadFacts:
