@@ -167,7 +167,8 @@ async def _measure_system(
     token = _bearer(system)
     headers = {"Authorization": f"Bearer {token}"}
     tag = secrets.token_hex(3)
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    # Open-loop load must never queue in the client: allow far more connections than leads in flight.
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         baton = Baton(client, system.urls, headers)
         await baton.create_reps()

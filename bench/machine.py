@@ -54,5 +54,12 @@ def machine_info(*, kafka: bool) -> dict[str, Any]:
         "kafka": _output([str(ROOT / "deploy/local/kafka.sh"), "version"]) if kafka else None,
         "postgresql": None,
         "wrk": wrk.split(" [")[0].removeprefix("wrk ") if wrk else None,
-        "commit": _output(["git", "rev-parse", "--short", "HEAD"]),
+        "commit": _commit(),
     }
+
+
+def _commit() -> str | None:
+    head = _output(["git", "rev-parse", "--short", "HEAD"])
+    if head and _output(["git", "status", "--porcelain", "--untracked-files=no"]):
+        return f"{head} with uncommitted changes"
+    return head

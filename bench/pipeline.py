@@ -174,16 +174,22 @@ class EmbeddedAssignments(AssignmentWatcher):
         self._position = 0
 
     async def _prepare(self) -> None:
-        self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+        # Reads run in a worker thread: a read waiting on the writers must not stall the load generator.
+        self._conn = sqlite3.connect(
+            f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
         self._conn.execute("PRAGMA busy_timeout = 5000")
         self._position = int(self._conn.execute("SELECT coalesce(max(seq), 0) FROM log").fetchone()[0])
 
-    async def _read(self) -> list[tuple[Sequence[tuple[str, bytes]], bytes]]:
+    def _fetch(self) -> list[Any]:
         assert self._conn is not None
-        rows = self._conn.execute(
+        return self._conn.execute(
             "SELECT seq, headers, value FROM log WHERE topic = ? AND seq > ? ORDER BY seq LIMIT 1000",
             (LEADS_HANDOFF, self._position),
         ).fetchall()
+
+    async def _read(self) -> list[tuple[Sequence[tuple[str, bytes]], bytes]]:
+        rows = await asyncio.to_thread(self._fetch)
         if not rows:
             await asyncio.sleep(self.poll_seconds)
             return []
@@ -364,6 +370,7 @@ async def sustained_rate(
         half of posting), ``leads``, ``elapsed_seconds``, ``completed``, ``failed``, ``lag``.
     """
     baseline = await baton.totals()
+    refused_before = Counter(baton.refusals)
     posted = failed = counted = in_flight = 0
     size = batch_size if batch else 1
     cap = max(min_backlog, concurrency * size)
@@ -427,7 +434,7 @@ async def sustained_rate(
         "leads": posted,
         "counted": counted,
         "failed": failed,
-        "refused": dict(baton.refusals),
+        "refused": dict(baton.refusals - refused_before),
         "completed": finished is not None,
         "elapsed_seconds": round(elapsed, 2),
         "posting_seconds": round(posting, 2),
@@ -442,6 +449,9 @@ async def latency_under_load(
 ) -> dict[str, Any]:
     """Open loop: posts single hand-raisers on a fixed schedule and times each until its assignment is seen.
 
+    Each lead's clock starts at its scheduled send time, so a slow answer delays no later lead and
+    none of the waiting is left out.
+
     Args:
         baton: The system.
         watcher: Sees ``lead.assigned`` events.
@@ -452,25 +462,29 @@ async def latency_under_load(
 
     Returns:
         ``p50_ms``, ``p95_ms``, ``p99_ms``, ``max_ms``, ``measured``, ``missing``, ``failed``,
-        ``offered_rate``, ``max_backlog`` (posted but not yet assigned), ``behind_schedule_ms``.
+        ``offered_rate``, ``answered_rate`` (posts answered per second), ``post_p50_ms`` and
+        ``post_p99_ms`` (until the 202), ``max_backlog`` (answered but not yet assigned),
+        ``behind_schedule_ms`` (how late the generator itself sent).
     """
     count = max(int(rate * seconds), 1)
+    refused_before = Counter(baton.refusals)
     sent_at: dict[str, float] = {}
+    answered: list[float] = []
     failed = 0
     lateness = 0.0
     max_backlog = 0
 
-    async def post(n: int) -> None:
+    async def post(n: int, due: float) -> None:
         nonlocal failed
-        sent = time.perf_counter()
         try:
             lead_id = await baton.post_lead(hand_raiser(tag, n))
         except httpx.HTTPError:
             lead_id = None
+        answered.append((time.perf_counter() - due) * 1000)
         if lead_id is None:
             failed += 1
         else:
-            sent_at[lead_id] = sent
+            sent_at[lead_id] = due
 
     tasks: list[asyncio.Task[None]] = []
     started = time.perf_counter()
@@ -481,24 +495,27 @@ async def latency_under_load(
             await asyncio.sleep(delay)
         else:
             lateness = max(lateness, -delay)
-        tasks.append(asyncio.create_task(post(n)))
+        tasks.append(asyncio.create_task(post(n, due)))
         if n % max(int(rate), 1) == 0:
             max_backlog = max(max_backlog, sum(1 for lead_id in sent_at if lead_id not in watcher.seen))
     await asyncio.gather(*tasks)
-    offered = count / max(time.perf_counter() - started, 1e-9)
+    answered_rate = count / max(time.perf_counter() - started, 1e-9)
     await watcher.wait_for(list(sent_at), settle_timeout)
     latencies = [(watcher.seen[i].at - t) * 1000 for i, t in sent_at.items() if i in watcher.seen]
     return {
         "offered_rate": round(rate, 1),
-        "achieved_rate": round(offered, 1),
+        "answered_rate": round(answered_rate, 1),
         "seconds": seconds,
         "measured": len(latencies),
         "missing": len(sent_at) - len(latencies),
         "failed": failed,
+        "refused": dict(baton.refusals - refused_before),
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies, default=None),
+        "post_p50_ms": percentile(answered, 50),
+        "post_p99_ms": percentile(answered, 99),
         "max_backlog": max_backlog,
         "behind_schedule_ms": round(lateness * 1000, 1),
     }

@@ -210,6 +210,14 @@ def _latency_note(measured: Mapping[str, Any]) -> str:
         f"max {_fmt(measured.get('max_ms'), 'ms')}",
         f"{measured.get('measured', 0)} leads at {_fmt(measured.get('offered_rate'), 'leads/s')}",
     ]
+    answered = measured.get("answered_rate")
+    if answered is not None and answered < 0.9 * (measured.get("offered_rate") or 0):
+        parts.append(
+            f"intake fell behind: answered {_fmt(answered, 'leads/s')}, "
+            f"POST p50 {_fmt(measured.get('post_p50_ms'), 'ms')}, p99 {_fmt(measured.get('post_p99_ms'), 'ms')}"
+        )
+    if (measured.get("behind_schedule_ms") or 0) > 100:
+        parts.append(f"load generator up to {_fmt(measured['behind_schedule_ms'], 'ms')} late")
     if measured.get("missing"):
         parts.append(f"ERRORS: {measured['missing']} not assigned in time")
     if measured.get("failed"):
