@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -522,3 +523,19 @@ async def test_batch_route_documents_its_leads_as_canonical_leads(ingest: Ingest
     batch_model = schema["components"]["schemas"][batch_body["$ref"].rpartition("/")[2]]
     assert batch_model["properties"]["leads"]["items"] == {"$ref": "#/components/schemas/LeadIn"}
     assert "LeadIn" in schema["components"]["schemas"]
+
+
+@pytest.mark.usefixtures("held_relay")
+async def test_lead_whose_event_is_larger_than_the_bus_carries_is_refused_alone(tmp_path: Path) -> None:
+    async with running(IngestSettings(data_dir=tmp_path, max_event_bytes=2048)) as ingest:
+        small = {"email": "ann@example.com"}
+        large = {"email": "ben@example.com", "utm": {f"utm_{n}": "x" * 200 for n in range(10)}}
+
+        answers = await asyncio.gather(
+            *(ingest.client.post("/v1/leads", json=lead, headers=ingest.writer()) for lead in (small, large, small))
+        )
+
+        assert [answer.status_code for answer in answers] == [202, 413, 202]
+        assert "bytes" in assert_problem(answers[1], 413)["detail"]
+        assert [event.data.get("email") for event in await ingest.outbox()] == ["ann@example.com", None]
+        assert await ingest.lead_count() == 1

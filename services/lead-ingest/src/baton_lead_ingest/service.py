@@ -14,14 +14,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baton.db import Base
 from baton.errors import BatonError
-from baton.events import Activity, LeadReceived, LeadUpdated, new_id
-from baton.outbox import add_event
+from baton.events import Activity, CloudEvent, EventData, LeadReceived, LeadUpdated, new_id
+from baton.outbox import (
+    DEFAULT_MAX_EVENT_BYTES,
+    MAX_EVENT_BYTES_KEY,
+    RELAY_KEY,
+    SOURCE_KEY,
+    EventTooLarge,
+    OutboxEntry,
+)
 from baton_lead_ingest.domain import PROFILE_FIELDS, LeadPost, StoredLead, normalise_email, settle_posts
 from baton_lead_ingest.models import IdempotentAnswer, Lead
 from baton_lead_ingest.schemas import BatchAnswer, BatchItemAnswer, FieldError, LeadAccepted, LeadIn
 
 _LEADS = Base.metadata.tables[Lead.__tablename__]
 _ANSWERS = Base.metadata.tables[IdempotentAnswer.__tablename__]
+_OUTBOX = Base.metadata.tables[OutboxEntry.__tablename__]
 _PROFILE_COLUMNS = (*PROFILE_FIELDS, "utm")
 WRITE_ATTEMPTS = 3
 # A deadlock or serialization failure leaves nothing behind: the transaction can simply run again.
@@ -133,21 +141,46 @@ async def receive_leads(session: AsyncSession, *, posts: Sequence[tuple[LeadIn, 
                 for merged in sorted(settlement.merged, key=lambda merged: merged.lead_id)
             ],
         )
+    events: list[EventData] = []
     for (lead, at), post, outcome in zip(posts, lead_posts, settlement.outcomes, strict=True):
         activities = [
             Activity(type=activity.type, occurred_at=activity.occurred_at, properties=activity.properties)
             for activity in lead.activities
         ]
+        event: EventData
         if outcome.duplicate:
-            event: LeadReceived | LeadUpdated = LeadUpdated(
-                lead_id=outcome.lead_id, changed=dict(outcome.changes), activities=activities, updated_at=at
-            )
+            changed = dict(outcome.changes)
+            event = LeadUpdated(lead_id=outcome.lead_id, changed=changed, activities=activities, updated_at=at)
         else:
             event = LeadReceived(
                 lead_id=outcome.lead_id, email=lead.email, activities=activities, received_at=at, **post.profile
             )
-        add_event(session, event)
+        events.append(event)
+    await add_events(session, events)
     return [LeadAccepted(lead_id=outcome.lead_id, duplicate=outcome.duplicate) for outcome in settlement.outcomes]
+
+
+async def add_events(session: AsyncSession, events: Sequence[EventData]) -> None:
+    """Adds events to the session's transaction with one multi-row insert into the outbox, in order.
+
+    The same rules as ``baton.outbox.add_event`` (the service's source, the size the bus carries),
+    without building an ORM object per event; ``commit_intakes`` wakes the relay after the commit.
+    """
+    source = session.info[SOURCE_KEY]
+    limit = session.info.get(MAX_EVENT_BYTES_KEY, DEFAULT_MAX_EVENT_BYTES)
+    rows = []
+    for data in events:
+        envelope = CloudEvent.wrap(data, source=source)
+        payload = envelope.model_dump_json()
+        size = len(payload.encode())
+        if size > limit:
+            raise EventTooLarge(
+                f"the {envelope.type} event for this change would be {size} bytes; at most {limit} can be carried"
+            )
+        row = {"event_id": envelope.id, "topic": data.topic, "aggregate_id": data.lead_id, "type": envelope.type}
+        rows.append({**row, "payload": payload, "created_at": envelope.time})
+    if rows:
+        await session.execute(_OUTBOX.insert(), rows)
 
 
 def _stored_profile(row: Row[Any]) -> dict[str, Any]:
@@ -252,8 +285,13 @@ async def commit_intakes(sessions: async_sessionmaker[AsyncSession], intakes: Se
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             async with sessions() as session, session.begin():
-                return await store_intakes(session, intakes)
+                results = await store_intakes(session, intakes)
         except DBAPIError as error:
             if attempt == WRITE_ATTEMPTS or not _retryable(error):
                 raise
+        else:
+            relay = session.info.get(RELAY_KEY)
+            if relay is not None:
+                relay.wake()
+            return results
     raise AssertionError("unreachable")

@@ -21,7 +21,7 @@ BATCH_PATH = "/leads:batch"
 IntakeWriter = GroupCommit[Intake, IntakeResult]
 
 
-def get_intake(request: Request) -> IntakeWriter:
+async def get_intake(request: Request) -> IntakeWriter:
     """Returns the service's intake writer, which stores concurrent requests together."""
     intake: IntakeWriter = request.app.state.intake
     return intake
