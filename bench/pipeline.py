@@ -393,7 +393,8 @@ async def sustained_rate(
             in_flight += size
             try:
                 taken = await baton.post_batch(leads) if batch else int(await baton.post_lead(leads[0]) is not None)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
+                baton.refusals[type(exc).__name__] += 1
                 taken = 0
             in_flight -= size
             posted += taken
@@ -478,7 +479,8 @@ async def latency_under_load(
         nonlocal failed
         try:
             lead_id = await baton.post_lead(hand_raiser(tag, n))
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
+            baton.refusals[type(exc).__name__] += 1
             lead_id = None
         answered.append((time.perf_counter() - due) * 1000)
         if lead_id is None:

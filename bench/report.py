@@ -221,7 +221,8 @@ def _latency_note(measured: Mapping[str, Any]) -> str:
     if measured.get("missing"):
         parts.append(f"ERRORS: {measured['missing']} not assigned in time")
     if measured.get("failed"):
-        parts.append(f"ERRORS: {measured['failed']} posts failed")
+        statuses = ", ".join(f"{count}× {status}" for status, count in sorted((measured.get("refused") or {}).items()))
+        parts.append(f"ERRORS: {measured['failed']} posts failed" + (f" ({statuses})" if statuses else ""))
     if measured.get("max_backlog") is not None:
         parts.append(f"backlog ≤ {measured['max_backlog']}")
     return "; ".join(parts)
