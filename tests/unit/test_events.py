@@ -25,6 +25,7 @@ from baton.events import (
     LeadStatusChanged,
     UnknownEventType,
     from_binary,
+    stored_to_binary,
     to_binary,
 )
 
@@ -214,3 +215,11 @@ def test_handler_table_refuses_a_handler_that_names_no_event_or_a_second_handler
         handlers(_untyped)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="two handlers"):
         handlers(_on_received, _on_received)
+
+
+def test_an_envelope_as_the_outbox_stores_it_encodes_byte_for_byte_as_the_validated_envelope(
+    new_lead: NewLead,
+) -> None:
+    envelope = CloudEvent.wrap(new_lead(first_name="Zoë", utm={"utm_source": 'naïve "quotes"'}), source="/baton/t")
+
+    assert stored_to_binary(envelope.model_dump_json()) == to_binary(envelope)

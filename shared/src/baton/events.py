@@ -356,11 +356,28 @@ def to_binary(event: CloudEvent) -> tuple[str, list[tuple[str, bytes]], bytes]:
         ``(key, headers, value)``: key is the lead id, headers are ``ce_*`` plus ``content-type``,
         value is the JSON data.
     """
-    dumped = event.model_dump(mode="json")
+    return _binary_from_dumped(event.model_dump(mode="json"))
+
+
+def stored_to_binary(envelope_json: str) -> tuple[str, list[tuple[str, bytes]], bytes]:
+    """Encodes an envelope that ``CloudEvent.model_dump_json`` wrote (as the outbox stores it) in binary mode.
+
+    The same result as ``to_binary`` on the validated envelope, without validating it again.
+
+    Args:
+        envelope_json: The envelope as JSON.
+
+    Returns:
+        ``(key, headers, value)`` as ``to_binary`` gives them.
+    """
+    return _binary_from_dumped(json.loads(envelope_json))
+
+
+def _binary_from_dumped(dumped: dict[str, Any]) -> tuple[str, list[tuple[str, bytes]], bytes]:
     headers = [(f"ce_{name}", str(dumped[name]).encode()) for name in _HEADER_ATTRIBUTES]
-    headers.append(("content-type", event.datacontenttype.encode()))
+    headers.append(("content-type", str(dumped["datacontenttype"]).encode()))
     value = json.dumps(dumped["data"], separators=(",", ":"), ensure_ascii=False).encode()
-    return event.subject, headers, value
+    return str(dumped["subject"]), headers, value
 
 
 def from_binary(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], value: bytes) -> CloudEvent:

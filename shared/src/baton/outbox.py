@@ -179,7 +179,7 @@ class OutboxRelay:
             entries = list((await session.scalars(query)).all())
             if not entries:
                 return 0
-            records = [Record.from_event(CloudEvent.model_validate_json(e.payload)) for e in entries]
+            records = [Record.from_stored(e.topic, e.payload) for e in entries]
             await self.bus.publish(records)
             await session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_([e.id for e in entries])))
         return len(entries)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from baton.events import CloudEvent, to_binary
+from baton.events import CloudEvent, stored_to_binary, to_binary
 
 if TYPE_CHECKING:
     from baton.settings import Settings
@@ -41,6 +41,20 @@ class Record:
         """
         key, headers, value = to_binary(event)
         return cls(topic=topic or event.topic, key=key, value=value, headers=tuple(headers))
+
+    @classmethod
+    def from_stored(cls, topic: str, envelope_json: str) -> Record:
+        """Encodes an envelope as the outbox stores it (see ``baton.events.stored_to_binary``).
+
+        Args:
+            topic: Where it goes.
+            envelope_json: The envelope's JSON.
+
+        Returns:
+            A record ready to publish.
+        """
+        key, headers, value = stored_to_binary(envelope_json)
+        return cls(topic=topic, key=key, value=value, headers=tuple(headers))
 
     def header(self, name: str) -> str | None:
         """Returns a header decoded as UTF-8, or None.
