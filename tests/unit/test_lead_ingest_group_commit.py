@@ -142,3 +142,22 @@ async def test_stopping_writes_what_is_waiting_and_then_refuses_more(store: Stor
     assert (await first, await waiting) == ("A", "B")
     with pytest.raises(GroupCommitClosed):
         writer.submit("c")
+
+
+async def test_a_writer_that_is_cancelled_leaves_no_request_waiting(store: Store) -> None:
+    writer: GroupCommit[str, str] = GroupCommit(store.write, max_weight=10, name="test-writer")
+    await writer.start()
+    store.hold()
+    writing = writer.submit("a")
+    await store.writing.wait()
+    waiting = writer.submit("b")
+
+    [task] = [task for task in asyncio.all_tasks() if task.get_name() == "test-writer"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert writing.cancelled()
+    assert waiting.cancelled()
+    with pytest.raises(GroupCommitClosed):
+        writer.submit("c")

@@ -73,7 +73,7 @@ class GroupCommit(Generic[ItemT, ResultT]):
         Raises:
             GroupCommitClosed: The writer is not running.
         """
-        if self._writer is None or self._closing:
+        if self._writer is None or self._writer.done() or self._closing:
             raise GroupCommitClosed(f"{self._name} is not running")
         result: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(item, weight, result))
@@ -81,15 +81,20 @@ class GroupCommit(Generic[ItemT, ResultT]):
         return result
 
     async def _run(self) -> None:
-        while True:
-            group = self._take_group()
-            if group:
-                await self._write_group(group)
-            elif self._closing:
-                return
-            else:
-                self._arrived.clear()
-                await self._arrived.wait()
+        try:
+            while True:
+                group = self._take_group()
+                if group:
+                    await self._write_group(group)
+                elif self._closing:
+                    return
+                else:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        finally:
+            # Whatever ends the writer, no request is left waiting for a write that will not come.
+            while self._waiting:
+                self._waiting.popleft().result.cancel()
 
     def _take_group(self) -> list[_Waiting[ItemT, ResultT]]:
         group: list[_Waiting[ItemT, ResultT]] = []
