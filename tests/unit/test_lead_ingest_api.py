@@ -516,6 +516,20 @@ async def test_batch_with_the_same_key_and_body_repeats_its_answer_and_publishes
     assert len(await ingest.outbox()) == 2
 
 
+@pytest.mark.usefixtures("held_relay")
+async def test_batch_with_a_key_and_an_item_no_json_encoder_can_write_answers_it_as_invalid(ingest: Ingest) -> None:
+    headers = {**ingest.writer(key="k"), "Content-Type": "application/json"}
+    body = '{"leads": [{"email": "ann@example.com"}, {"email": "ben@example.com", "company": "\\ud800"}, "\\ud800"]}'
+
+    first = await ingest.client.post("/v1/leads:batch", content=body, headers=headers)
+    again = await ingest.client.post("/v1/leads:batch", content=body, headers=headers)
+
+    assert first.status_code == 200, first.text
+    assert [item["status"] for item in first.json()["items"]] == [202, 422, 422]
+    assert again.content == first.content
+    assert len(await ingest.outbox()) == 1
+
+
 async def test_batch_route_documents_its_leads_as_canonical_leads(ingest: Ingest) -> None:
     schema = (await ingest.client.get("/openapi.json")).json()
 

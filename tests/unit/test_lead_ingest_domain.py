@@ -115,6 +115,11 @@ def test_fingerprint_ignores_key_order_but_not_values_or_route() -> None:
     assert request_fingerprint("/leads", body) != request_fingerprint("/leads:batch", body)
 
 
+def test_fingerprint_of_a_body_with_a_lone_surrogate_is_stable() -> None:
+    assert request_fingerprint("/leads", ["\ud800"]) == request_fingerprint("/leads", ["\ud800"])
+    assert request_fingerprint("/leads", ["\ud800"]) != request_fingerprint("/leads", ["\ud801"])
+
+
 @pytest.mark.parametrize(
     ("value", "limit", "exceeds"),
     [

@@ -144,11 +144,12 @@ def settle_posts(
 
 
 def request_fingerprint(route: str, body: Any) -> str:
-    """Returns the SHA-256 of a request's canonical JSON (keys sorted, no spaces), naming the route it was sent to.
+    """Returns the SHA-256 of a request's canonical JSON (keys sorted, no spaces, ASCII), naming its route.
 
-    Two requests with the same meaning (keys in another order, other spacing) have the same fingerprint.
+    Two requests with the same meaning (keys in another order, other spacing) have the same fingerprint;
+    ASCII escapes give any parsed body, even one holding a lone surrogate, one encoding.
     """
-    canonical = json.dumps([route, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps([route, body], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -171,4 +172,4 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
 
 def json_size(value: Any) -> int:
     """Returns the bytes of a JSON value's compact UTF-8 encoding."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(errors="surrogatepass"))

@@ -52,9 +52,7 @@ async def _answer(intake: IntakeWriter, request: Intake) -> Response:
     return Response(result.body, status_code=result.status, media_type="application/json")
 
 
-def _key(caller: str, key: str | None, route: str, canonical_body: object) -> IdempotencyKey | None:
-    if key is None:
-        return None
+def _key(caller: str, key: str, route: str, canonical_body: object) -> IdempotencyKey:
     return IdempotencyKey(caller=caller, key=key, request_hash=request_fingerprint(route, canonical_body))
 
 
