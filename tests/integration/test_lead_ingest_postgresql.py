@@ -118,6 +118,22 @@ async def test_concurrent_batches_of_overlapping_people_store_each_person_once(
     assert sum(event.type == UPDATED for event in events) == 5 * len(people)
 
 
+async def test_a_nul_character_postgresql_cannot_store_is_refused_as_invalid(database_url: str, tmp_path: Path) -> None:
+    async with running(IngestSettings(data_dir=tmp_path, database_url=database_url)) as ingest:
+        refused = await ingest.client.post(
+            "/v1/leads", json={"email": "jane@example.com", "company": "Acme\x00"}, headers=ingest.writer()
+        )
+        batch = await ingest.client.post(
+            "/v1/leads:batch",
+            json={"leads": [{"email": "ann@example.com"}, {"email": "ben@example.com", "title": "\x00"}]},
+            headers=ingest.writer(),
+        )
+
+        assert refused.status_code == 422, refused.text
+        assert [item["status"] for item in batch.json()["items"]] == [202, 422]
+        assert await ingest.lead_count() == 1
+
+
 async def test_idempotency_migration_downgrades_to_global_keys_and_upgrades_again(database_url: str) -> None:
     engine = create_engine(database_url)
     try:

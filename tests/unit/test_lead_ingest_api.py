@@ -171,6 +171,12 @@ def _nested(depth: int) -> dict[str, Any]:
             {"activities": [{"type": "click", "properties": _nested(MAX_PROPERTIES_DEPTH + 1)}]},
             ("body", "activities", 0, "properties"),
         ),
+        (
+            {"activities": [{"type": "click", "properties": {"deep": json.loads("[" * 600 + "]" * 600)}}]},
+            ("body", "activities", 0, "properties"),
+        ),
+        ({"company": "Acme\x00"}, ("body", "company")),
+        ({"utm": {"utm_source": "ads\x00"}}, ("body", "utm", "utm_source")),
     ],
     ids=[
         "string",
@@ -181,6 +187,9 @@ def _nested(depth: int) -> dict[str, Any]:
         "activity-type",
         "properties-size",
         "properties-depth",
+        "properties-past-the-validators-recursion-limit",
+        "nul-in-string",
+        "nul-in-utm",
     ],
 )
 async def test_lead_over_a_limit_is_refused_naming_the_field(
@@ -191,6 +200,18 @@ async def test_lead_over_a_limit_is_refused_naming_the_field(
     )
 
     assert failing_fields(response) == {field}
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+async def test_properties_holding_numbers_json_cannot_carry_are_refused(ingest: Ingest, number: str) -> None:
+    body = '{"email": "jane@example.com", "activities": [{"type": "click", "properties": {"ratio": NUMBER}}]}'
+    body = body.replace("NUMBER", number)
+
+    response = await ingest.client.post(
+        "/v1/leads", content=body, headers={**ingest.writer(), "Content-Type": "application/json"}
+    )
+
+    assert failing_fields(response) == {("body", "activities", 0, "properties")}
 
 
 async def test_properties_within_the_limits_are_accepted(ingest: Ingest) -> None:
@@ -240,10 +261,11 @@ async def test_largest_valid_lead_makes_events_well_under_a_mebibyte(ingest: Ing
     # "\x01" is the character JSON spends most bytes on (six: \u0001).
     worst = "\x01"
     lead: dict[str, Any] = {
-        name: worst * (field.metadata[0].max_length if field.metadata else 0)
+        name: worst * next(rule.max_length for rule in field.metadata if hasattr(rule, "max_length"))
         for name, field in LeadIn.model_fields.items()
-        if field.annotation == (str | None)
+        if name not in {"email", "company_size", "utm", "activities"}
     }
+    assert len(lead) == 10
     lead["email"] = "jane@" + "e" * 310 + ".com"
     lead["utm"] = {worst * (MAX_UTM_KEY_LENGTH - 2) + f"{n:02}": worst * MAX_UTM_VALUE_LENGTH for n in range(20)}
     properties_budget = MAX_PROPERTIES_BYTES - len('{"p":""}')

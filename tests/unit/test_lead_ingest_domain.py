@@ -136,6 +136,12 @@ def test_json_depth_counts_nested_objects_and_arrays(value: Any, limit: int, exc
     assert json_depth_exceeds(value, limit) is exceeds
 
 
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_json_size_refuses_numbers_json_cannot_carry(number: float) -> None:
+    with pytest.raises(ValueError):
+        json_size({"ratio": number})
+
+
 def test_json_size_is_the_compact_utf8_encoding() -> None:
     assert json_size({"a": [1, 2]}) == len('{"a":[1,2]}')
     assert json_size({"é": "\x01"}) == len('{"é":"\\u0001"}'.encode())

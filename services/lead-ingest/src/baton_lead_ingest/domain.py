@@ -171,5 +171,10 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
 
 
 def json_size(value: Any) -> int:
-    """Returns the bytes of a JSON value's compact UTF-8 encoding."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(errors="surrogatepass"))
+    """Returns the bytes of a JSON value's compact UTF-8 encoding.
+
+    Raises:
+        ValueError: The value holds NaN or an infinity, which JSON cannot carry.
+    """
+    encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return len(encoded.encode(errors="surrogatepass"))

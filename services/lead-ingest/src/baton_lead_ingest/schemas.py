@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
 from baton.events import Timestamp
 from baton_lead_ingest.domain import (
@@ -23,8 +23,17 @@ from baton_lead_ingest.domain import (
 
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\"]+$")
 
-UtmKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_UTM_KEY_LENGTH)]
-UtmValue = Annotated[str, StringConstraints(max_length=MAX_UTM_VALUE_LENGTH)]
+
+def _without_nul(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000; refusing it here keeps it a 422 instead of a failed write.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_without_nul)]
+UtmKey = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_UTM_KEY_LENGTH)]
+UtmValue = Annotated[Text, StringConstraints(max_length=MAX_UTM_VALUE_LENGTH)]
 
 
 class ActivityIn(BaseModel):
@@ -32,7 +41,7 @@ class ActivityIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    type: str = Field(min_length=1, max_length=MAX_ACTIVITY_TYPE_LENGTH, examples=["demo_request"])
+    type: Text = Field(min_length=1, max_length=MAX_ACTIVITY_TYPE_LENGTH, examples=["demo_request"])
     occurred_at: Timestamp | None = Field(None, description="With its offset, e.g. 2024-05-01T12:30:00Z.")
     properties: dict[str, JsonValue] = Field(
         default_factory=dict,
@@ -42,13 +51,21 @@ class ActivityIn(BaseModel):
         ),
     )
 
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _shallow_enough(cls, value: Any) -> Any:
+        # Before the JSON types are checked, so that deep nesting is one clear error, not a recursion one.
+        if json_depth_exceeds(value, MAX_PROPERTIES_DEPTH):
+            raise ValueError(f"nests deeper than {MAX_PROPERTIES_DEPTH} levels")
+        return value
+
     @field_validator("properties")
     @classmethod
     def _small_enough(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
-        # Depth first: it is cheap to stop early, and it bounds the work of measuring the size.
-        if json_depth_exceeds(value, MAX_PROPERTIES_DEPTH):
-            raise ValueError(f"nests deeper than {MAX_PROPERTIES_DEPTH} levels")
-        size = json_size(value)
+        try:
+            size = json_size(value)
+        except ValueError:
+            raise ValueError("holds NaN or an infinity, which JSON cannot carry") from None
         if size > MAX_PROPERTIES_BYTES:
             raise ValueError(f"is {size} bytes of JSON; at most {MAX_PROPERTIES_BYTES} are kept")
         return value
@@ -59,20 +76,20 @@ class LeadIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    email: str = Field(max_length=320, examples=["jane.doe@example.com"])
-    first_name: str | None = Field(None, max_length=200)
-    last_name: str | None = Field(None, max_length=200)
-    company: str | None = Field(None, max_length=300)
-    title: str | None = Field(None, max_length=300)
-    phone: str | None = Field(None, max_length=64)
-    country: str | None = Field(None, max_length=64)
+    email: Text = Field(max_length=320, examples=["jane.doe@example.com"])
+    first_name: Text | None = Field(None, max_length=200)
+    last_name: Text | None = Field(None, max_length=200)
+    company: Text | None = Field(None, max_length=300)
+    title: Text | None = Field(None, max_length=300)
+    phone: Text | None = Field(None, max_length=64)
+    country: Text | None = Field(None, max_length=64)
     company_size: int | None = Field(None, ge=0, le=10_000_000)
-    industry: str | None = Field(None, max_length=200)
-    source: str | None = Field(None, max_length=200)
-    campaign: str | None = Field(None, max_length=200)
+    industry: Text | None = Field(None, max_length=200)
+    source: Text | None = Field(None, max_length=200)
+    campaign: Text | None = Field(None, max_length=200)
     utm: dict[UtmKey, UtmValue] = Field(default_factory=dict, max_length=MAX_UTM_KEYS)
     activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ACTIVITIES)
-    external_id: str | None = Field(None, max_length=200)
+    external_id: Text | None = Field(None, max_length=200)
 
     @field_validator("email")
     @classmethod
