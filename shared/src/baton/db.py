@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
+import socket
+import sqlite3
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,12 +14,17 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, DateTime, Dialect, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from baton.errors import BatonError, Conflict, Unavailable, Unprocessable
+
 logger = logging.getLogger(__name__)
+
+UNAVAILABLE_DETAIL = "the database is unavailable; try again shortly"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -105,6 +113,99 @@ def create_sessionmaker(engine: AsyncEngine, **info: Any) -> async_sessionmaker[
         A session factory whose sessions keep objects usable after commit.
     """
     return async_sessionmaker(engine, expire_on_commit=False, info=info)
+
+
+_KEY_COLUMNS = re.compile(r"Key \((?P<columns>[^)]+)\)=")
+_SQLITE_CONSTRAINT = re.compile(r"constraint failed: (?P<target>.+)$")
+
+
+def classify_database_error(exc: BaseException) -> BatonError | None:
+    """Tells how to answer a request that failed in the database, from what the driver says.
+
+    A broken constraint is the caller's doing: 409 when the row clashes with another (unique, primary
+    key, exclusion, a concurrent change), 422 when its data cannot be stored (NOT NULL, check, foreign
+    key, a value too long or out of range). Only a database that cannot be reached or is busy is 503.
+
+    Args:
+        exc: An exception raised while talking to SQLite (aiosqlite) or PostgreSQL (asyncpg), as
+            SQLAlchemy raised it.
+
+    Returns:
+        The domain error to answer with; None when the failure is not one of these (a bug: answer 500).
+    """
+    if isinstance(exc, sa_exc.TimeoutError):
+        return Unavailable("no database connection became free in time; try again shortly")
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return Unavailable(UNAVAILABLE_DETAIL)
+        # asyncpg's error is one level further down, under SQLAlchemy's emulated DB-API one.
+        driver: BaseException = getattr(exc.orig, "orig", None) or exc.orig or exc
+    else:
+        driver = exc
+    if isinstance(driver, sqlite3.Error):
+        return _classify_sqlite(driver)
+    sqlstate = getattr(driver, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return _classify_postgresql(sqlstate, driver)
+    if isinstance(exc, sa_exc.InterfaceError) or isinstance(driver, ConnectionError | TimeoutError | socket.gaierror):
+        return Unavailable(UNAVAILABLE_DETAIL)
+    return None
+
+
+def _classify_postgresql(sqlstate: str, driver: BaseException) -> BatonError | None:
+    table = getattr(driver, "table_name", None)
+    column = getattr(driver, "column_name", None)
+    constraint = getattr(driver, "constraint_name", None)
+    driver_detail = getattr(driver, "detail", None) or ""
+    key = _KEY_COLUMNS.search(driver_detail)
+    columns = key["columns"] if key else None
+    in_table = f" in {table}" if table else ""
+    named = f" (constraint {constraint})" if constraint else ""
+    match sqlstate:
+        case "23505":
+            return Conflict(f"a row with the same {columns or 'key'} already exists{in_table}{named}")
+        case "23P01":
+            return Conflict(f"the row conflicts with an existing one{in_table}{named}")
+        case "23502":
+            return Unprocessable(f"{'.'.join(filter(None, (table, column))) or 'a required value'} must not be null")
+        case "23514":
+            return Unprocessable(f"a value breaks a check{in_table}{named}")
+        case "23503" if "still referenced" in driver_detail:
+            # Here PostgreSQL names the referencing table, not the one the row is in.
+            return Unprocessable(f"the row is still referenced from {table or 'another table'}{named}")
+        case "23503":
+            return Unprocessable(f"{columns or 'a value'}{in_table} refers to nothing that exists{named}")
+        case "40001" | "40P01":
+            return Conflict("a concurrent request changed the same data; try again")
+        case "53300" | "57P01" | "57P02" | "57P03":
+            return Unavailable(UNAVAILABLE_DETAIL)
+    if sqlstate.startswith("22"):
+        return Unprocessable(f"a value cannot be stored: {str(driver).splitlines()[0] if str(driver) else sqlstate}")
+    if sqlstate.startswith("08"):
+        return Unavailable(UNAVAILABLE_DETAIL)
+    return None
+
+
+def _classify_sqlite(driver: sqlite3.Error) -> BatonError | None:
+    # SQLite names the failed constraint only in its message: "UNIQUE constraint failed: reps.rep_id".
+    name = getattr(driver, "sqlite_errorname", "")
+    found = _SQLITE_CONSTRAINT.search(str(driver))
+    target = found["target"] if found else ""
+    if name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"):
+        table, dot, _ = target.partition(".")
+        if not dot:
+            return Conflict(f"a row with the same key already exists ({target or 'unique constraint'})")
+        columns = ", ".join(column.rpartition(".")[2] for column in target.split(", "))
+        return Conflict(f"a row with the same {columns} already exists in {table}")
+    if name == "SQLITE_CONSTRAINT_NOTNULL":
+        return Unprocessable(f"{target or 'a required value'} must not be null")
+    if name == "SQLITE_CONSTRAINT_CHECK":
+        return Unprocessable(f"a value breaks a check ({target})" if target else "a value breaks a check")
+    if name == "SQLITE_CONSTRAINT_FOREIGNKEY":
+        return Unprocessable("a value refers to nothing that exists, or the row is still referenced by another")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return Unavailable("the database is busy; try again shortly")
+    return None
 
 
 async def ping(engine: AsyncEngine) -> bool:

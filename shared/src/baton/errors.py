@@ -43,3 +43,17 @@ class Forbidden(BatonError):
 
     status = 403
     title = "Forbidden"
+
+
+class Unprocessable(BatonError):
+    """The request is well-formed but its data cannot be stored, e.g. a required value is missing."""
+
+    status = 422
+    title = "Unprocessable content"
+
+
+class Unavailable(BatonError):
+    """Something the service depends on, the database above all, cannot be reached; retrying later may work."""
+
+    status = 503
+    title = "Service unavailable"

@@ -16,11 +16,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from baton.auth import InvalidToken, Principal, verify_token
+from baton.db import classify_database_error
 from baton.errors import BatonError, Forbidden, Unauthorized
 from baton.events import Clock, utcnow
 from baton.logs import configure_logging
@@ -89,10 +90,7 @@ def problem(status: int, detail: str, *, title: str | None = None, **extensions:
 def _install_problem_handlers(app: FastAPI) -> None:
     async def on_baton_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, BatonError)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-        response = problem(exc.status, exc.detail, title=exc.title, **exc.extensions)
-        response.headers.update(headers)
-        return response
+        return _problem_for(exc)
 
     async def on_http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -110,15 +108,29 @@ def _install_problem_handlers(app: FastAPI) -> None:
         return problem(422, f"request failed validation: {fields}", title="Unprocessable content", errors=errors)
 
     async def on_database_error(request: Request, exc: Exception) -> Response:
-        logger.error("database error", exc_info=exc, extra={"path": request.url.path})
-        return problem(503, "the database is unavailable; try again shortly")
+        error = classify_database_error(exc)
+        if error is None:
+            raise exc  # a bug, not the caller's data nor an outage: answered 500
+        context = {"method": request.method, "path": request.url.path}
+        if error.status >= 500:
+            logger.error("database unavailable", exc_info=exc, extra=context)
+        else:
+            logger.warning("database refused the request's data: %s", error.detail, extra=context)
+        return _problem_for(error)
 
     app.add_exception_handler(BatonError, on_baton_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(OperationalError, on_database_error)
-    app.add_exception_handler(DBAPIError, on_database_error)
-    app.add_exception_handler(ConnectionError, on_database_error)
+    # SQLAlchemy wraps what the drivers raise; a refused or unresolvable connection arrives as a bare OSError.
+    app.add_exception_handler(SQLAlchemyError, on_database_error)
+    app.add_exception_handler(OSError, on_database_error)
+
+
+def _problem_for(error: BatonError) -> JSONResponse:
+    response = problem(error.status, error.detail, title=error.title, **error.extensions)
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def get_runtime(request: Request) -> ServiceRuntime:
