@@ -1,4 +1,4 @@
-"""On real PostgreSQL: what a failed statement answers, and the race on a new rep."""
+"""On real PostgreSQL: what a failed statement answers, the race on a new rep, lost connections and TLS per URL."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from baton.db import classify_database_error, create_engine
 from baton.errors import BatonError
 from baton_handoff.app import create_app
 from baton_handoff.settings import HandoffSettings
+from tests.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.integration
 
@@ -248,3 +249,54 @@ async def wait_for_blocked_inserts(holder: asyncpg.Connection, *, count: int, po
         while await holder.fetchval(waiting_inserts) < count:
             assert not posts.done(), "a request finished before inserting"
             await asyncio.sleep(0.01)  # noqa: ASYNC110 - polling PostgreSQL's lock table
+
+
+async def test_after_losing_every_pooled_connection_one_use_fails_cleanly_and_the_pool_recovers(
+    engine: AsyncEngine,
+) -> None:
+    pooled = [await engine.connect() for _ in range(3)]
+    backends = [(await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() for conn in pooled]
+    for conn in pooled:
+        await conn.close()
+    await terminate(backends, engine)
+
+    with pytest.raises(sqlalchemy.exc.DBAPIError) as raised:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    answers = []
+    for _ in range(len(backends)):
+        async with engine.connect() as conn:
+            answers.append((await conn.execute(text("SELECT count(*) FROM reps"))).scalar_one())
+
+    assert classified(raised.value).status == 503
+    assert answers == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("query", "encrypted"),
+    [("", False), ("?ssl=require", True), ("?sslmode=require", True), ("?sslmode=disable", False)],
+    ids=["plain-url", "ssl-require", "sslmode-require", "sslmode-disable"],
+)
+async def test_tls_is_used_only_when_the_url_asks_for_it(
+    fresh_database: Callable[[str], Awaitable[str]], query: str, encrypted: bool
+) -> None:
+    engine = create_engine(await fresh_database("tls") + query)
+    try:
+        async with engine.connect() as conn:
+            uses_tls = (await conn.execute(text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"))).scalar()
+    finally:
+        await engine.dispose()
+
+    assert uses_tls is encrypted
+
+
+def test_postgresql_in_this_setup_offers_tls() -> None:
+    # Without TLS on the server the test above would pass for the wrong reason.
+    async def ssl_setting() -> str:
+        conn = await asyncpg.connect(f"{POSTGRES_URL}/postgres", ssl=False)
+        try:
+            return str(await conn.fetchval("SHOW ssl"))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(ssl_setting()) == "on"

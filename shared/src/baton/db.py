@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import sqlite3
@@ -15,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, DateTime, Dialect, event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -24,6 +25,9 @@ from baton.errors import BatonError, Conflict, Unavailable, Unprocessable
 
 logger = logging.getLogger(__name__)
 
+# Below the idle timeouts of common proxies and firewalls, so that a pooled connection is replaced
+# before something between us and PostgreSQL silently drops it.
+POOL_RECYCLE_SECONDS = 1800
 UNAVAILABLE_DETAIL = "the database is unavailable; try again shortly"
 
 
@@ -54,7 +58,9 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
     """Creates an async engine tuned for the backend the URL names.
 
     SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions, so that concurrent
-    writers queue instead of failing to upgrade a read lock.
+    writers queue instead of failing to upgrade a read lock. PostgreSQL gets a pool that recycles
+    connections instead of pinging them at every checkout, and TLS only where the URL (``ssl=`` or
+    ``sslmode=``) or ``PGSSLMODE`` asks for it.
 
     Args:
         url: A ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` URL.
@@ -84,10 +90,26 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    options.setdefault("pool_pre_ping", True)
+    # No pre-ping: it costs three round trips on every checkout. A connection found dead while in use
+    # fails that one request with 503 and SQLAlchemy then replaces every connection pooled before it.
+    options.setdefault("pool_recycle", POOL_RECYCLE_SECONDS)
     options.setdefault("pool_size", 10)
     options.setdefault("max_overflow", 10)
-    return create_async_engine(url, **options)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "asyncpg":
+        parsed, options["connect_args"] = _tls_only_when_asked(parsed, dict(options.get("connect_args", {})))
+    return create_async_engine(parsed, **options)
+
+
+def _tls_only_when_asked(url: URL, connect_args: dict[str, Any]) -> tuple[URL, dict[str, Any]]:
+    # asyncpg's default, sslmode "prefer", opens every connection with a TLS attempt, and the handshake
+    # and encryption cost more than the query on a local network. TLS stays whenever the URL, the
+    # caller or libpq's PGSSLMODE asks for it; asyncpg takes libpq's "sslmode" as "ssl".
+    if "sslmode" in url.query:
+        connect_args.setdefault("ssl", url.query["sslmode"])
+        url = url.difference_update_query(["sslmode"])
+    if "ssl" not in url.query and "PGSSLMODE" not in os.environ:
+        connect_args.setdefault("ssl", False)
+    return url, connect_args
 
 
 def is_postgresql(engine: AsyncEngine) -> bool:
