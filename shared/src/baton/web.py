@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -19,11 +21,12 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from baton.auth import InvalidToken, Principal, verify_token
+from baton.auth import InvalidToken, Principal, TokenVerifier
 from baton.db import classify_database_error
 from baton.errors import BatonError, Forbidden, Unauthorized
-from baton.events import Clock, utcnow
+from baton.events import Clock, new_id, utcnow
 from baton.logs import configure_logging
 from baton.runtime import ServiceRuntime, ServiceSpec
 from baton.settings import Settings
@@ -60,6 +63,8 @@ class Page(BaseModel, Generic[ItemT]):
 
 
 PROBLEM_JSON = "application/problem+json"
+# An incoming request id is reused only if it is a plain token, so it is safe in logs and headers.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 HTTP_REQUESTS = Counter(
     "baton_http_requests_total", "HTTP requests answered.", ["service", "method", "route", "status"]
@@ -110,8 +115,8 @@ def _install_problem_handlers(app: FastAPI) -> None:
     async def on_database_error(request: Request, exc: Exception) -> Response:
         error = classify_database_error(exc)
         if error is None:
-            raise exc  # a bug, not the caller's data nor an outage: answered 500
-        context = {"method": request.method, "path": request.url.path}
+            raise exc  # a bug, not the caller's data nor an outage: RequestMiddleware answers 500
+        context = {"request_id": request.state.request_id, "method": request.method, "path": request.url.path}
         if error.status >= 500:
             logger.error("database unavailable", exc_info=exc, extra=context)
         else:
@@ -131,6 +136,99 @@ def _problem_for(error: BatonError) -> JSONResponse:
     if error.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
     return response
+
+
+class RequestMiddleware:
+    """What every HTTP request goes through first: a request id, the body size limit, metrics and a last-resort 500.
+
+    A pure ASGI middleware: unlike ``BaseHTTPMiddleware`` it adds no task or memory stream per request.
+    """
+
+    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+        """Wraps the app.
+
+        Args:
+            app: The ASGI app inside.
+            service: The ``service`` label of the request metrics.
+            max_body_bytes: Bodies larger than this are refused with 413.
+        """
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        content_length, request_id = _read_headers(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        response_started = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status, response_started = message["status"], True
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    # Raised inside the app's body read, so that the 413 goes out before any more is read.
+                    raise self._too_large()
+            return message
+
+        try:
+            if content_length is not None and content_length > self.max_body_bytes:
+                # Refused before routing, authentication or reading a byte of it.
+                too_large = self._too_large()
+                response = problem(too_large.status_code, too_large.detail)
+                response.headers.update(too_large.headers or {})
+                await response(scope, receive, send_with_request_id)
+            else:
+                await self.app(scope, receive_within_limit, send_with_request_id)
+        except Exception:
+            logger.exception(
+                "request failed", extra={"request_id": request_id, "method": scope["method"], "path": scope["path"]}
+            )
+            if response_started:
+                status = 500
+                raise  # too late for an error answer; the server drops the connection
+            detail = "the service failed to answer; quote the request id when reporting it"
+            await problem(500, detail, request_id=request_id)(scope, receive, send_with_request_id)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
+            HTTP_LATENCY.labels(self.service, scope["method"], route).observe(time.perf_counter() - started)
+
+    def _too_large(self) -> StarletteHTTPException:
+        return StarletteHTTPException(
+            413,
+            detail=f"the request body is over the {self.max_body_bytes:,}-byte limit",
+            headers={"Connection": "close"},
+        )
+
+
+def _read_headers(scope: Scope) -> tuple[int | None, str]:
+    content_length: int | None = None
+    request_id: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                content_length = int(value)
+            except ValueError:
+                content_length = None
+        elif name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            request_id = candidate if _SANE_REQUEST_ID.fullmatch(candidate) else None
+    return content_length, request_id or new_id()
 
 
 def get_runtime(request: Request) -> ServiceRuntime:
@@ -172,8 +270,9 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         if credentials is None:
             raise Unauthorized("an Authorization: Bearer token is required")
+        tokens: TokenVerifier = request.app.state.tokens
         try:
-            principal = verify_token(get_runtime(request).signing_secret, credentials.credentials)
+            principal = tokens.verify(credentials.credentials)
         except InvalidToken as exc:
             raise Unauthorized(f"the bearer token is not valid: {exc}") from None
         if not principal.allows(scope):
@@ -242,28 +341,23 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        # What start-up left (modules, the app, SQLAlchemy's and pydantic's caches) lives as long as the
+        # process; frozen, the full collections that requests trigger no longer walk it every time.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             await runtime.stop()
 
     app = FastAPI(title=f"Baton {runtime.spec.name}", description=description, version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.tokens = TokenVerifier(runtime.signing_secret)
     _install_problem_handlers(app)
     app.include_router(_health_router())
     for router in routers:
         app.include_router(router)
 
-    service = runtime.spec.name
-
-    @app.middleware("http")
-    async def record_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
-        return response
-
+    app.add_middleware(RequestMiddleware, service=runtime.spec.name, max_body_bytes=settings.max_body_bytes)
     return app
