@@ -15,11 +15,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton.auth import issue_token
-from baton.db import classify_database_error, create_engine
-from baton.errors import BatonError
+from baton.db import create_engine
 from baton_handoff.app import create_app
 from baton_handoff.settings import HandoffSettings
 from tests.conftest import POSTGRES_URL
+from tests.unit.test_db import classified, failure_of
 
 pytestmark = pytest.mark.integration
 
@@ -70,19 +70,6 @@ async def handoff(
 
 def admin(settings: HandoffSettings) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(settings.signing_secret(), scopes=['admin'])}"}
-
-
-async def failure_of(engine: AsyncEngine, statement: str) -> BaseException:
-    with pytest.raises(sqlalchemy.exc.DBAPIError) as raised:
-        async with engine.begin() as conn:
-            await conn.execute(text(statement))
-    return raised.value
-
-
-def classified(exc: BaseException) -> BatonError:
-    error = classify_database_error(exc)
-    assert error is not None, f"{exc!r} was not classified"
-    return error
 
 
 @pytest.mark.parametrize(
