@@ -32,6 +32,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         partial(commit_intakes, runtime.sessions), max_weight=settings.intake_group_max_leads, name="lead-intake"
     )
     app.state.intake = intake
+    # The writer starts once the runtime has migrated the database, and drains before the runtime stops.
     service_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
