@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import sqlite3
 import zlib
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 from baton.errors import BatonError, Conflict, Unavailable, Unprocessable
+from baton.failures import is_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -155,11 +155,10 @@ def classify_database_error(exc: BaseException) -> BatonError | None:
     Returns:
         The domain error to answer with; None when the failure is not one of these (a bug: answer 500).
     """
-    if isinstance(exc, sa_exc.TimeoutError):
-        return Unavailable("no database connection became free in time; try again shortly")
+    if is_unreachable(exc):
+        locked = isinstance(getattr(exc, "orig", exc), sqlite3.OperationalError)
+        return Unavailable("the database is busy; try again shortly" if locked else UNAVAILABLE_DETAIL)
     if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated:
-            return Unavailable(UNAVAILABLE_DETAIL)
         # asyncpg's error is one level further down, under SQLAlchemy's emulated DB-API one.
         driver: BaseException = getattr(exc.orig, "orig", None) or exc.orig or exc
     else:
@@ -169,8 +168,6 @@ def classify_database_error(exc: BaseException) -> BatonError | None:
     sqlstate = getattr(driver, "sqlstate", None)
     if isinstance(sqlstate, str):
         return _classify_postgresql(sqlstate, driver)
-    if isinstance(exc, sa_exc.InterfaceError) or isinstance(driver, ConnectionError | TimeoutError | socket.gaierror):
-        return Unavailable(UNAVAILABLE_DETAIL)
     return None
 
 
@@ -199,12 +196,8 @@ def _classify_postgresql(sqlstate: str, driver: BaseException) -> BatonError | N
             return Unprocessable(f"{columns or 'a value'}{in_table} refers to nothing that exists{named}")
         case "40001" | "40P01":
             return Conflict("a concurrent request changed the same data; try again")
-        case "53300" | "57P01" | "57P02" | "57P03":
-            return Unavailable(UNAVAILABLE_DETAIL)
     if sqlstate.startswith("22"):
         return Unprocessable(f"a value cannot be stored: {str(driver).splitlines()[0] if str(driver) else sqlstate}")
-    if sqlstate.startswith("08"):
-        return Unavailable(UNAVAILABLE_DETAIL)
     return None
 
 
@@ -225,8 +218,6 @@ def _classify_sqlite(driver: sqlite3.Error) -> BatonError | None:
         return Unprocessable(f"a value breaks a check ({target})" if target else "a value breaks a check")
     if name == "SQLITE_CONSTRAINT_FOREIGNKEY":
         return Unprocessable("a value refers to nothing that exists, or the row is still referenced by another")
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return Unavailable("the database is busy; try again shortly")
     return None
 
 

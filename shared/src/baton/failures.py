@@ -9,21 +9,37 @@ error) is worth parking in the dead-letter queue.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-# SQLSTATE classes and codes that say "try again": connection exceptions (08), serialization
-# failure and deadlock (40001, 40P01), lock not available (55P03), operator intervention such as
-# an administrator shutdown or a server starting up (57P01-57P03), insufficient resources (53).
-_TRANSIENT_SQLSTATE_PREFIXES = ("08", "53")
-_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "57014"})
-_SQLITE_TRANSIENT_MESSAGES = ("database is locked", "database table is locked", "disk i/o error", "unable to open")
+# SQLSTATEs of a server that cannot serve now: connection exceptions (08), insufficient resources
+# such as too many connections (53), an administrator shutdown or a server starting up (57P01-57P03).
+_UNREACHABLE_SQLSTATE_PREFIXES = ("08", "53")
+_UNREACHABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+# And of work that lost a race and may simply be run again: serialization failure, deadlock, lock
+# not available, a statement cancelled (timeout).
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014"})
+_SQLITE_BUSY_MESSAGES = ("database is locked", "database table is locked", "disk i/o error", "unable to open")
 
 
 def _sqlstate(error: BaseException) -> str | None:
     state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
     return state if isinstance(state, str) else None
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Tells whether a failure says the database or the broker cannot be reached or is too busy now.
+
+    Args:
+        error: What was raised.
+
+    Returns:
+        True for lost, refused or exhausted connections, timeouts, a server shutting down or starting
+        up, a locked SQLite file, and a broker that is unreachable.
+    """
+    return _any_in_chain(error, _is_unreachable_itself)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -33,21 +49,24 @@ def is_transient(error: BaseException) -> bool:
         error: What was raised.
 
     Returns:
-        True for lost or refused connections, timeouts, serialization failures and deadlocks,
-        and a broker that is unreachable.
+        True when ``is_unreachable``, and for serialization failures, deadlocks and lock timeouts.
     """
+    return _any_in_chain(error, lambda e: _is_unreachable_itself(e) or _sqlstate(e) in _CONFLICT_SQLSTATES)
+
+
+def _any_in_chain(error: BaseException, test: Callable[[BaseException], bool]) -> bool:
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if _is_transient_itself(current):
+        if test(current):
             return True
         original = getattr(current, "orig", None)  # SQLAlchemy keeps the driver's exception here
         current = original if isinstance(original, BaseException) else (current.__cause__ or current.__context__)
     return False
 
 
-def _is_transient_itself(error: BaseException) -> bool:
+def _is_unreachable_itself(error: BaseException) -> bool:
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
     if isinstance(error, InterfaceError | DisconnectionError | PoolTimeoutError):
@@ -57,10 +76,10 @@ def _is_transient_itself(error: BaseException) -> bool:
     if isinstance(error, OSError) and not isinstance(error, FileNotFoundError | PermissionError):
         return True
     state = _sqlstate(error)
-    if state is not None and (state in _TRANSIENT_SQLSTATES or state.startswith(_TRANSIENT_SQLSTATE_PREFIXES)):
+    if state is not None and (state in _UNREACHABLE_SQLSTATES or state.startswith(_UNREACHABLE_SQLSTATE_PREFIXES)):
         return True
     if isinstance(error, sqlite3.OperationalError):
-        return any(message in str(error).lower() for message in _SQLITE_TRANSIENT_MESSAGES)
+        return any(message in str(error).lower() for message in _SQLITE_BUSY_MESSAGES)
     module = type(error).__module__
     if module.startswith("asyncpg"):
         # asyncpg's connection-level errors carry no SQLSTATE of their own.
