@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Integer, String, Text, delete, event, select, text
+from sqlalchemy import Integer, String, Text, delete, event, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -62,6 +64,29 @@ class EventTooLarge(BatonError):
     title = "Content too large"
 
 
+def _outbox_row(session: AsyncSession, data: EventData, source: str | None) -> tuple[CloudEvent, dict[str, Any]]:
+    source = source or session.info.get(SOURCE_KEY)
+    if not source:
+        raise ValueError("add_event needs the producing service: pass source= or use the service's sessions")
+    envelope = CloudEvent.wrap(data, source=source)
+    payload = envelope.model_dump_json()
+    size = len(payload.encode())
+    limit = session.info.get(MAX_EVENT_BYTES_KEY, DEFAULT_MAX_EVENT_BYTES)
+    if size > limit:
+        raise EventTooLarge(
+            f"the {envelope.type} event for this change would be {size} bytes; at most {limit} can be carried"
+        )
+    row = {
+        "event_id": envelope.id,
+        "topic": envelope.topic,
+        "aggregate_id": envelope.subject,
+        "type": envelope.type,
+        "payload": payload,
+        "created_at": envelope.time,
+    }
+    return envelope, row
+
+
 def add_event(session: AsyncSession, data: EventData, *, source: str | None = None) -> CloudEvent:
     """Adds an event to the session's transaction; it is published once the transaction commits.
 
@@ -78,28 +103,33 @@ def add_event(session: AsyncSession, data: EventData, *, source: str | None = No
         ValueError: Neither ``source`` nor the session names the producing service.
         EventTooLarge: The event is larger than the service may produce (``max_event_bytes``).
     """
-    source = source or session.info.get(SOURCE_KEY)
-    if not source:
-        raise ValueError("add_event needs the producing service: pass source= or use the service's sessions")
-    envelope = CloudEvent.wrap(data, source=source)
-    payload = envelope.model_dump_json()
-    limit = session.info.get(MAX_EVENT_BYTES_KEY, DEFAULT_MAX_EVENT_BYTES)
-    if len(payload.encode()) > limit:
-        raise EventTooLarge(
-            f"the {envelope.type} event for this change would be {len(payload.encode())} bytes; at most {limit} "
-            "can be carried"
-        )
-    session.add(
-        OutboxEntry(
-            event_id=envelope.id,
-            topic=envelope.topic,
-            aggregate_id=envelope.subject,
-            type=envelope.type,
-            payload=payload,
-        )
-    )
+    envelope, row = _outbox_row(session, data, source)
+    session.add(OutboxEntry(**row))
     session.info[_PENDING_KEY] = True
     return envelope
+
+
+async def add_events(session: AsyncSession, events: Sequence[EventData]) -> list[CloudEvent]:
+    """Adds several events to the session's transaction with one multi-row insert, in order.
+
+    The same rules as ``add_event``, without an ORM object per event: for code that emits many
+    events at once (a batch of leads, say).
+
+    Args:
+        session: The session holding the state change that caused the events.
+        events: The typed payloads.
+
+    Returns:
+        The envelopes that will be published.
+
+    Raises:
+        EventTooLarge: One of the events is larger than the service may produce; none is added.
+    """
+    rows = [_outbox_row(session, data, None) for data in events]
+    if rows:
+        await session.execute(insert(OutboxEntry), [row for _, row in rows])
+        session.info[_PENDING_KEY] = True
+    return [envelope for envelope, _ in rows]
 
 
 @event.listens_for(Session, "after_commit")

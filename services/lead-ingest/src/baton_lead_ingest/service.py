@@ -14,22 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baton.db import Base
 from baton.errors import BatonError
-from baton.events import Activity, CloudEvent, EventData, LeadReceived, LeadUpdated, new_id
-from baton.outbox import (
-    DEFAULT_MAX_EVENT_BYTES,
-    MAX_EVENT_BYTES_KEY,
-    RELAY_KEY,
-    SOURCE_KEY,
-    EventTooLarge,
-    OutboxEntry,
-)
+from baton.events import Activity, EventData, LeadReceived, LeadUpdated, new_id
+from baton.outbox import add_events
 from baton_lead_ingest.domain import PROFILE_FIELDS, LeadPost, StoredLead, normalise_email, settle_posts
 from baton_lead_ingest.models import IdempotentAnswer, Lead
 from baton_lead_ingest.schemas import BatchAnswer, BatchItemAnswer, FieldError, LeadAccepted, LeadIn
 
 _LEADS = Base.metadata.tables[Lead.__tablename__]
 _ANSWERS = Base.metadata.tables[IdempotentAnswer.__tablename__]
-_OUTBOX = Base.metadata.tables[OutboxEntry.__tablename__]
 _PROFILE_COLUMNS = (*PROFILE_FIELDS, "utm")
 WRITE_ATTEMPTS = 3
 # A deadlock or serialization failure leaves nothing behind: the transaction can simply run again.
@@ -160,29 +152,6 @@ async def receive_leads(session: AsyncSession, *, posts: Sequence[tuple[LeadIn, 
     return [LeadAccepted(lead_id=outcome.lead_id, duplicate=outcome.duplicate) for outcome in settlement.outcomes]
 
 
-async def add_events(session: AsyncSession, events: Sequence[EventData]) -> None:
-    """Adds events to the session's transaction with one multi-row insert into the outbox, in order.
-
-    The same rules as ``baton.outbox.add_event`` (the service's source, the size the bus carries),
-    without building an ORM object per event; ``commit_intakes`` wakes the relay after the commit.
-    """
-    source = session.info[SOURCE_KEY]
-    limit = session.info.get(MAX_EVENT_BYTES_KEY, DEFAULT_MAX_EVENT_BYTES)
-    rows = []
-    for data in events:
-        envelope = CloudEvent.wrap(data, source=source)
-        payload = envelope.model_dump_json()
-        size = len(payload.encode())
-        if size > limit:
-            raise EventTooLarge(
-                f"the {envelope.type} event for this change would be {size} bytes; at most {limit} can be carried"
-            )
-        row = {"event_id": envelope.id, "topic": data.topic, "aggregate_id": data.lead_id, "type": envelope.type}
-        rows.append({**row, "payload": payload, "created_at": envelope.time})
-    if rows:
-        await session.execute(_OUTBOX.insert(), rows)
-
-
 def _stored_profile(row: Row[Any]) -> dict[str, Any]:
     return {name: getattr(row, name) for name in _PROFILE_COLUMNS}
 
@@ -290,8 +259,5 @@ async def commit_intakes(sessions: async_sessionmaker[AsyncSession], intakes: Se
             if attempt == WRITE_ATTEMPTS or not _retryable(error):
                 raise
         else:
-            relay = session.info.get(RELAY_KEY)
-            if relay is not None:
-                relay.wake()
             return results
     raise AssertionError("unreachable")
