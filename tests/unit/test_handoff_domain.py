@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from baton.errors import Conflict
-from baton_handoff.domain import Candidate, check_transition, route_round_robin
+from baton_handoff.domain import (
+    Candidate,
+    InvalidReport,
+    check_occurred_at,
+    check_transition,
+    closes,
+    route_round_robin,
+)
 
 NOW = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
 
@@ -115,7 +122,6 @@ def test_a_thousand_routings_over_five_equal_reps_give_each_exactly_two_hundred(
         ("assigned", "accepted"),
         ("assigned", "rejected"),
         ("accepted", "contacted"),
-        ("accepted", "rejected"),
         ("accepted", "lost"),
         ("contacted", "qualified"),
         ("contacted", "lost"),
@@ -129,7 +135,14 @@ def test_lifecycle_step_is_allowed(current: str, requested: str) -> None:
 
 @pytest.mark.parametrize(
     ("current", "requested"),
-    [("assigned", "won"), ("assigned", "contacted"), ("accepted", "won"), ("contacted", "accepted")],
+    [
+        ("assigned", "won"),
+        ("assigned", "contacted"),
+        ("accepted", "won"),
+        ("contacted", "accepted"),
+        ("accepted", "rejected"),
+        ("rejected", "accepted"),
+    ],
 )
 def test_skipping_or_going_back_in_the_lifecycle_is_a_conflict(current: str, requested: str) -> None:
     with pytest.raises(Conflict, match=f"{current} cannot become {requested}") as caught:
@@ -143,3 +156,37 @@ def test_skipping_or_going_back_in_the_lifecycle_is_a_conflict(current: str, req
 def test_closed_assignment_cannot_change_status(closed: str, requested: str) -> None:
     with pytest.raises(Conflict, match="closed"):
         check_transition(closed, requested)
+
+
+@pytest.mark.parametrize("occurred_at", [NOW - timedelta(hours=1), NOW - timedelta(minutes=30), NOW])
+def test_a_report_may_have_happened_any_time_from_the_assignment_until_now(occurred_at: datetime) -> None:
+    check_occurred_at(occurred_at, assigned_at=NOW - timedelta(hours=1), now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "why"),
+    [(NOW + timedelta(microseconds=1), "in the future"), (NOW - timedelta(hours=2), "before the lead was assigned")],
+)
+def test_a_report_from_the_future_or_before_the_assignment_is_invalid(occurred_at: datetime, why: str) -> None:
+    with pytest.raises(InvalidReport, match=why) as caught:
+        check_occurred_at(occurred_at, assigned_at=NOW - timedelta(hours=1), now=NOW)
+
+    assert caught.value.status == 422
+    assert [error["loc"] for error in caught.value.extensions["errors"]] == [["body", "occurred_at"]]
+
+
+@pytest.mark.parametrize(
+    ("current", "requested", "frees_capacity"),
+    [
+        ("assigned", "accepted", False),
+        ("accepted", "contacted", False),
+        ("contacted", "qualified", False),
+        ("assigned", "rejected", True),
+        ("accepted", "lost", True),
+        ("qualified", "won", True),
+    ],
+)
+def test_only_a_move_out_of_the_open_statuses_frees_the_reps_capacity(
+    current: str, requested: str, frees_capacity: bool
+) -> None:
+    assert closes(current, requested) is frees_capacity

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from baton.errors import Conflict
+from baton.errors import BatonError, Conflict
 
 OPEN_STATUSES = frozenset({"assigned", "accepted", "contacted", "qualified"})
+"""An assignment in one of these still holds its lead and counts against its rep's capacity."""
+# Accepting and rejecting are sales' two answers to a handoff, so each excludes the other whatever
+# order they arrive in (and a lead is never counted as both); an accepted lead that goes nowhere is lost.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "assigned": frozenset({"accepted", "rejected"}),
-    "accepted": frozenset({"contacted", "rejected", "lost"}),
+    "accepted": frozenset({"contacted", "lost"}),
     "contacted": frozenset({"qualified", "lost"}),
     "qualified": frozenset({"won", "lost"}),
 }
@@ -25,6 +28,7 @@ class Candidate:
     capacity: int
     open_assignments: int
     ooo_until: datetime | None = None
+    team: str | None = None
 
 
 @dataclass
@@ -80,3 +84,29 @@ def check_transition(current: str, requested: str) -> None:
     if requested not in TRANSITIONS.get(current, frozenset()):
         allowed = ", ".join(sorted(TRANSITIONS.get(current, frozenset()))) or "none (it is closed)"
         raise Conflict(f"an assignment that is {current} cannot become {requested}; allowed: {allowed}")
+
+
+class InvalidReport(BatonError):
+    """What a sales tool reported cannot be true of the assignment, e.g. it happened before the assignment."""
+
+    status = 422
+    title = "Unprocessable content"
+
+    def __init__(self, detail: str, *, field: str) -> None:
+        super().__init__(detail, errors=[{"loc": ["body", field], "msg": detail, "type": "value_error"}])
+
+
+def check_occurred_at(occurred_at: datetime, *, assigned_at: datetime, now: datetime) -> None:
+    """Raises InvalidReport unless ``occurred_at`` lies between the assignment's creation and now."""
+    if occurred_at > now:
+        raise InvalidReport(f"occurred_at {occurred_at.isoformat()} is in the future", field="occurred_at")
+    if occurred_at < assigned_at:
+        raise InvalidReport(
+            f"occurred_at {occurred_at.isoformat()} is before the lead was assigned ({assigned_at.isoformat()})",
+            field="occurred_at",
+        )
+
+
+def closes(current: str, requested: str) -> bool:
+    """Tells whether moving from ``current`` to ``requested`` frees the rep's capacity the assignment held."""
+    return current in OPEN_STATUSES and requested not in OPEN_STATUSES
