@@ -13,7 +13,7 @@ import pytest
 
 from baton.auth import issue_token
 from baton.events import new_id
-from baton.logs import JsonFormatter, mask
+from baton.logs import JsonFormatter, configure_logging, mask
 
 
 @pytest.fixture
@@ -117,3 +117,13 @@ def test_formatter_masks_email_addresses_in_exceptions(json_log: tuple[logging.L
     [entry] = _entries(buffer)
     assert "LookupError: no lead for j***@example.com" in entry["exception"]
     assert "jane@" not in buffer.getvalue()
+
+
+def test_an_access_log_that_uvicorn_was_told_to_switch_off_stays_off() -> None:
+    import uvicorn
+
+    uvicorn.Config("tests.unit.test_logs:app", access_log=False).configure_logging()
+    configure_logging("lead-ingest")
+
+    access = logging.getLogger("uvicorn.access")
+    assert not access.hasHandlers(), "uvicorn writes an access line for every request when the logger has a handler"

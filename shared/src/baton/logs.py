@@ -77,6 +77,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         named = logging.getLogger(name)
+        if name == "uvicorn.access" and not named.propagate and not named.handlers:
+            continue  # `--no-access-log` switched the access log off: keep it off
         named.handlers[:] = []
         named.propagate = True
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))

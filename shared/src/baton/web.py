@@ -231,21 +231,26 @@ def _read_headers(scope: Scope) -> tuple[int | None, str]:
     return content_length, request_id or new_id()
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+def runtime_of(request: Request) -> ServiceRuntime:
     """Returns the running service's runtime (engine, bus, settings)."""
     runtime: ServiceRuntime = request.app.state.runtime
     return runtime
 
 
+async def get_runtime(request: Request) -> ServiceRuntime:
+    """The running service's runtime, as a dependency (async, so it runs on the event loop, not a thread)."""
+    return runtime_of(request)
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """Yields a database session for one request."""
-    async with get_runtime(request).sessions() as session:
+    async with runtime_of(request).sessions() as session:
         yield session
 
 
-def get_now(request: Request) -> datetime:
+async def get_now(request: Request) -> datetime:
     """Reads the service's clock once for a request."""
-    return get_runtime(request).clock()
+    return runtime_of(request).clock()
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
