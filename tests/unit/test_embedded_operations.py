@@ -22,6 +22,7 @@ from baton.outbox import InboxEntry
 from baton.runtime import ServiceRuntime
 from baton.settings import Settings
 from baton_lead_ingest.app import SPEC as LEAD_INGEST
+from baton_lead_ingest.models import IdempotentAnswer
 from tests.integration.conftest import create_messaging_schema
 from tests.unit.conftest import run_until
 
@@ -87,7 +88,7 @@ async def test_a_second_replica_of_lead_ingest_on_the_embedded_log_is_refused_wi
     await third.stop()
 
 
-async def test_pruning_forgets_old_inbox_ids_and_log_records_every_group_has_passed_but_keeps_dead_letters(
+async def test_pruning_forgets_old_inbox_ids_idempotency_answers_and_log_records_every_group_passed_not_dead_letters(
     tmp_path: Path,
 ) -> None:
     now = datetime.now(UTC)
@@ -98,6 +99,10 @@ async def test_pruning_forgets_old_inbox_ids_and_log_records_every_group_has_pas
         async with runtime.sessions() as session, session.begin():
             session.add(InboxEntry(consumer_group="g", event_id="old", processed_at=now - timedelta(days=1)))
             session.add(InboxEntry(consumer_group="g", event_id="recent", processed_at=now + timedelta(days=7)))
+            for key, at in (("old-key", now - timedelta(days=1)), ("recent-key", now + timedelta(days=7))):
+                session.add(
+                    IdempotentAnswer(caller="c", key=key, request_hash="h", status=202, body="{}", created_at=at)
+                )
         log = runtime.bus
         assert isinstance(log, EmbeddedLog)
         await log.publish([Record.from_event(_event(f"lead-{n}")) for n in range(4)])
@@ -123,11 +128,12 @@ async def test_pruning_forgets_old_inbox_ids_and_log_records_every_group_has_pas
         async with runtime.sessions() as session:
             left = set((await session.scalars(select(InboxEntry.event_id))).all())
             count = await session.scalar(select(func.count()).select_from(InboxEntry))
+            keys = set((await session.scalars(select(IdempotentAnswer.key))).all())
         remaining = await log.read(LEADS_INGESTED)
         parked = await log.read(dlq_topic(LEADS_INGESTED))
     finally:
         await runtime.stop()
-    assert (inbox_pruned, left, count) == (1, {"recent"}, 1)
+    assert (inbox_pruned, left, count, keys) == (2, {"recent"}, 1, {"recent-key"})
     assert log_pruned == 2, "only what the one reading group has passed"
     assert [r.key for r in remaining] == ["lead-2", "lead-3"]
     assert [r.key for r in parked] == ["parked"]

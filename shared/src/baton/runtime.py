@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.bus import ReplicaRefused, make_bus
 from baton.consumer import EventConsumer, EventHandler
@@ -23,14 +24,20 @@ logger = logging.getLogger(__name__)
 CONSUMER_RESTART_PAUSE_SECONDS = 2.0
 
 
+Pruner = Callable[[AsyncSession, datetime, Settings], Awaitable[int]]
+"""Removes a service's own rows that are past their retention at ``now``; returns how many."""
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
-    """What makes a service itself: its name, database, migrations and event handlers per consumer group."""
+    """What makes a service itself: its name, database, migrations, event handlers per consumer group,
+    and what it prunes of its own besides the inbox."""
 
     name: str
     database: str
     migrations: str
     consumers: Mapping[str, Mapping[str, EventHandler]] = field(default_factory=dict)
+    pruners: Sequence[Pruner] = ()
 
     @property
     def source(self) -> str:
@@ -101,10 +108,10 @@ class ServiceRuntime:
             await asyncio.sleep(CONSUMER_RESTART_PAUSE_SECONDS)
 
     async def prune(self) -> tuple[int, int]:
-        """Forgets inbox ids and embedded-log records past their retention.
+        """Forgets inbox ids, the service's own expired rows and embedded-log records past their retention.
 
         Returns:
-            How many inbox rows and log records were removed.
+            How many database rows and log records were removed.
         """
         now = self.clock()
         async with self.sessions() as session, session.begin():
@@ -113,7 +120,9 @@ class ServiceRuntime:
                     InboxEntry.processed_at < now - timedelta(days=self.settings.inbox_retention_days)
                 )
             )
-        inbox = int(getattr(result, "rowcount", 0) or 0)
+            inbox = int(getattr(result, "rowcount", 0) or 0)
+            for pruner in self.spec.pruners:
+                inbox += await pruner(session, now, self.settings)
         log = await self.bus.prune(before=now - timedelta(days=self.settings.log_retention_days))
         return inbox, log
 

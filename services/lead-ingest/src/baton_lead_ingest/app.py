@@ -12,10 +12,15 @@ from baton.runtime import ServiceRuntime, ServiceSpec
 from baton.web import create_service_app
 from baton_lead_ingest.api import leads
 from baton_lead_ingest.group_commit import GroupCommit
-from baton_lead_ingest.service import Intake, IntakeResult, commit_intakes
+from baton_lead_ingest.service import Intake, IntakeResult, commit_intakes, forget_old_answers
 from baton_lead_ingest.settings import IngestSettings
 
-SPEC = ServiceSpec(name="lead-ingest", database="baton_lead_ingest", migrations="baton_lead_ingest:migrations")
+SPEC = ServiceSpec(
+    name="lead-ingest",
+    database="baton_lead_ingest",
+    migrations="baton_lead_ingest:migrations",
+    pruners=(forget_old_answers,),
+)
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:

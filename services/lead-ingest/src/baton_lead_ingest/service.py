@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, Row, Update, bindparam, select, tuple_, update
+from sqlalchemy import Insert, Row, Update, bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,9 +16,11 @@ from baton.db import Base
 from baton.errors import BatonError
 from baton.events import Activity, EventData, LeadReceived, LeadUpdated, new_id
 from baton.outbox import add_events
+from baton.settings import Settings
 from baton_lead_ingest.domain import PROFILE_FIELDS, LeadPost, StoredLead, normalise_email, settle_posts
 from baton_lead_ingest.models import IdempotentAnswer, Lead
 from baton_lead_ingest.schemas import BatchAnswer, BatchItemAnswer, FieldError, LeadAccepted, LeadIn
+from baton_lead_ingest.settings import IngestSettings
 
 _LEADS = Base.metadata.tables[Lead.__tablename__]
 _ANSWERS = Base.metadata.tables[IdempotentAnswer.__tablename__]
@@ -261,3 +263,13 @@ async def commit_intakes(sessions: async_sessionmaker[AsyncSession], intakes: Se
         else:
             return results
     raise AssertionError("unreachable")
+
+
+async def forget_old_answers(session: AsyncSession, now: datetime, settings: Settings) -> int:
+    """Deletes the Idempotency-Key answers older than their retention; returns how many."""
+    retention = settings if isinstance(settings, IngestSettings) else IngestSettings()
+    days = retention.idempotency_retention_days
+    result = await session.execute(
+        delete(IdempotentAnswer).where(IdempotentAnswer.created_at < now - timedelta(days=days))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -9,6 +9,9 @@ class IngestSettings(Settings):
     """lead-ingest's settings: the shared ones with its own port and intake grouping."""
 
     port: int = Field(8001, description="Port lead-ingest listens on.")
+    idempotency_retention_days: float = Field(
+        7, gt=0, description="How long an Idempotency-Key's answer is kept and given again to a repeated request."
+    )
     intake_group_max_leads: int = Field(
         2000,
         ge=1,
