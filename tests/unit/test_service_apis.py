@@ -48,12 +48,6 @@ async def running(create_app: Callable[[Any], FastAPI], settings: Settings) -> A
         yield RunningService(client=client, settings=settings)
 
 
-@pytest.fixture
-async def handoff(tmp_path: Path) -> AsyncIterator[RunningService]:
-    async with running(create_handoff_app, HandoffSettings(data_dir=tmp_path)) as service:
-        yield service
-
-
 def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM_JSON
@@ -61,62 +55,6 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert body["status"] == status
     assert body["detail"]
     return body
-
-
-# handoff
-
-REP = {"rep_id": "rep-ana", "name": "Ana", "team": "emea", "territories": ["DE"], "capacity": 20}
-
-
-async def test_creating_a_rep_needs_an_admin_token(handoff: RunningService) -> None:
-    response = await handoff.client.post("/v1/reps", json=REP, headers=handoff.token("assignments:read"))
-
-    assert_problem(response, 403)
-
-
-async def test_admin_creates_a_rep(handoff: RunningService) -> None:
-    admin = handoff.token("admin")
-
-    created = await handoff.client.post("/v1/reps", json=REP, headers=admin)
-    fetched = await handoff.client.get("/v1/reps/rep-ana", headers=admin)
-
-    assert created.status_code == 201, created.text
-    assert fetched.status_code == 200
-    assert fetched.json()["name"] == "Ana"
-    assert fetched.json()["status"] == "available"
-
-
-async def test_creating_the_same_rep_twice_is_a_conflict(handoff: RunningService) -> None:
-    admin = handoff.token("admin")
-    await handoff.client.post("/v1/reps", json=REP, headers=admin)
-
-    response = await handoff.client.post("/v1/reps", json={**REP, "name": "Another Ana"}, headers=admin)
-
-    body = assert_problem(response, 409)
-    assert "rep-ana" in body["detail"]
-    assert (await handoff.client.get("/v1/reps/rep-ana", headers=admin)).json()["name"] == "Ana"
-
-
-async def test_rep_token_cannot_list_another_reps_assignments(handoff: RunningService) -> None:
-    response = await handoff.client.get(
-        "/v1/assignments", params={"rep_id": "rep-ben"}, headers=handoff.token("assignments:read", rep_id="rep-ana")
-    )
-
-    assert_problem(response, 403)
-
-
-async def test_rep_token_lists_its_own_assignments(handoff: RunningService) -> None:
-    response = await handoff.client.get("/v1/assignments", headers=handoff.token("assignments:read", rep_id="rep-ana"))
-
-    assert response.status_code == 200
-    assert response.json() == {"items": [], "next_cursor": None}
-
-
-async def test_unknown_assignment_is_not_found(handoff: RunningService) -> None:
-    response = await handoff.client.get("/v1/assignments/no-such-assignment", headers=handoff.token("admin"))
-
-    body = assert_problem(response, 404)
-    assert "no-such-assignment" in body["detail"]
 
 
 # every service

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from baton.events import Clock, utcnow
 from baton.runtime import ServiceSpec
 from baton.web import create_service_app
 from baton_handoff.api import assignments, reps
@@ -11,8 +12,8 @@ from baton_handoff.consumers import make_handlers
 from baton_handoff.settings import HandoffSettings
 
 
-def create_app(settings: HandoffSettings | None = None) -> FastAPI:
-    """Builds the handoff app."""
+def create_app(settings: HandoffSettings | None = None, *, clock: Clock = utcnow) -> FastAPI:
+    """Builds the handoff app; ``clock`` tells requests and event handlers the time."""
     settings = settings or HandoffSettings()
     spec = ServiceSpec(
         name="handoff",
@@ -25,4 +26,5 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
         settings,
         [reps.router, assignments.router],
         description="Routes MQLs to reps with SLA deadlines and serves the sales tools' API.",
+        clock=clock,
     )

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from baton.auth import Principal
 from baton.errors import BatonError, Forbidden, NotFound
-from baton.events import RoutingAttributes, utcnow
-from baton.web import AssignmentsReaderDep, AssignmentsWriterDep, Page, SessionDep
+from baton.events import RoutingAttributes, Timestamp
+from baton.web import AssignmentsReaderDep, AssignmentsWriterDep, NowDep, Page, SessionDep
+from baton_handoff import service
 from baton_handoff.models import Assignment
-from baton_handoff.schemas import AssignmentEventIn, AssignmentOut, DecisionOut
-from baton_handoff.service import record_status
+from baton_handoff.schemas import AssignmentEventIn, AssignmentOut, AssignmentState, DecisionOut
 
 router = APIRouter(prefix="/v1/assignments", tags=["assignments"])
 
@@ -46,8 +44,10 @@ def _visible_to(principal: Principal, assignment: Assignment) -> bool:
     return True
 
 
-async def _assignment_for(session: SessionDep, principal: Principal, assignment_id: str) -> Assignment:
-    assignment = await session.scalar(select(Assignment).where(Assignment.id == assignment_id))
+async def _assignment_for(
+    session: SessionDep, principal: Principal, assignment_id: str, *, for_update: bool = False
+) -> Assignment:
+    assignment = await service.get_assignment(session, assignment_id=assignment_id, for_update=for_update)
     if assignment is None or not _visible_to(principal, assignment):
         raise NotFound(f"no assignment {assignment_id}")
     return assignment
@@ -58,13 +58,25 @@ class _BadCursor(BatonError):
     title = "Bad cursor"
 
 
+_LARGEST_POSITION = 2**31 - 1
+
+
+def _position(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    if not (cursor.isascii() and cursor.isdigit() and int(cursor) <= _LARGEST_POSITION):
+        raise _BadCursor("cursor must be a value from next_cursor")
+    return int(cursor)
+
+
 @router.get("")
 async def list_assignments(
     session: SessionDep,
     principal: AssignmentsReaderDep,
     rep_id: str | None = None,
-    status: str | None = None,
-    updated_since: datetime | None = None,
+    team: str | None = None,
+    status: AssignmentState | None = None,
+    updated_since: Timestamp | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[AssignmentOut]:
@@ -73,20 +85,19 @@ async def list_assignments(
         if rep_id is not None and rep_id != principal.rep_id:
             raise Forbidden("a rep token can only list its own assignments")
         rep_id = principal.rep_id
-    query = select(Assignment).order_by(Assignment.seq).limit(limit + 1)
     if principal.team is not None:
-        query = query.where(Assignment.team == principal.team)
-    if rep_id is not None:
-        query = query.where(Assignment.rep_id == rep_id)
-    if status is not None:
-        query = query.where(Assignment.status == status)
-    if updated_since is not None:
-        query = query.where(Assignment.updated_at >= updated_since)
-    if cursor:
-        if not cursor.isdigit():
-            raise _BadCursor("cursor must be a value from next_cursor")
-        query = query.where(Assignment.seq > int(cursor))
-    rows = (await session.scalars(query)).all()
+        if team is not None and team != principal.team:
+            raise Forbidden("a team token can only list its own team's assignments")
+        team = principal.team
+    rows = await service.list_assignments(
+        session,
+        rep_id=rep_id,
+        team=team,
+        status=status,
+        updated_since=updated_since,
+        after=_position(cursor),
+        limit=limit + 1,
+    )
     return Page.of(rows, limit=limit, item=_out, cursor=lambda a: str(a.seq))
 
 
@@ -105,19 +116,18 @@ async def get_decision(assignment_id: str, session: SessionDep, principal: Assig
 
 @router.post("/{assignment_id}/events")
 async def post_assignment_event(
-    assignment_id: str, body: AssignmentEventIn, session: SessionDep, principal: AssignmentsWriterDep
+    assignment_id: str, body: AssignmentEventIn, session: SessionDep, now: NowDep, principal: AssignmentsWriterDep
 ) -> AssignmentOut:
     """Records accept / reject / contact / qualify / win / lose; illegal transitions answer 409."""
     async with session.begin():
-        assignment = await _assignment_for(session, principal, assignment_id)
-        now = utcnow()
-        await record_status(
+        assignment = await _assignment_for(session, principal, assignment_id, for_update=True)
+        await service.record_status(
             session,
             assignment=assignment,
             status=body.type,
             reason=body.reason,
             amount=body.amount,
-            occurred_at=body.occurred_at or now,
+            occurred_at=body.occurred_at,
             now=now,
         )
     return _out(assignment)
