@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from baton.bus import Record
@@ -140,3 +141,16 @@ def read_topic() -> Callable[[EmbeddedLog, str], Awaitable[list[Record]]]:
         return seen[:-1]
 
     return read
+
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """Asserts an RFC 9457 problem+json answer with this status and a detail; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["detail"]
+    return body

@@ -32,6 +32,7 @@ from baton_handoff.app import create_app
 from baton_handoff.domain import OPEN_STATUSES
 from baton_handoff.models import Assignment, RepWorkload
 from baton_handoff.settings import HandoffSettings
+from tests.unit.conftest import assert_problem
 
 NOW = datetime(2030, 6, 3, 9, 0, tzinfo=UTC)
 ROUTED_AT = NOW - timedelta(hours=1)
@@ -212,15 +213,6 @@ def qualified(lead_id: str | None = None, **lead: Any) -> LeadQualified:
             "lead": {"email": "jane@example.com", "country": "DE", "source": "webinar", **lead},
         }
     )
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["detail"]
-    return body
 
 
 def failing_fields(response: httpx.Response) -> set[str]:

@@ -34,6 +34,7 @@ from baton_lead_ingest.domain import (
 from baton_lead_ingest.models import Lead
 from baton_lead_ingest.schemas import LeadIn
 from baton_lead_ingest.settings import IngestSettings
+from tests.unit.conftest import assert_problem
 
 ConsumeRecords = Callable[[EmbeddedLog, str, Sequence[str], int], Awaitable[list[Record]]]
 PROBLEM_JSON = "application/problem+json"
@@ -93,15 +94,6 @@ def held_relay(monkeypatch: pytest.MonkeyPatch) -> None:
         return 0
 
     monkeypatch.setattr(OutboxRelay, "publish_pending", publish_nothing)
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["detail"]
-    return body
 
 
 def failing_fields(response: httpx.Response) -> set[tuple[str | int, ...]]:

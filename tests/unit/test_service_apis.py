@@ -48,15 +48,6 @@ async def running(create_app: Callable[[Any], FastAPI], settings: Settings) -> A
         yield RunningService(client=client, settings=settings)
 
 
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["detail"]
-    return body
-
-
 # every service
 
 SERVICES = [

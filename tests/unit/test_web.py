@@ -7,7 +7,6 @@ import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jwt
@@ -22,6 +21,7 @@ from baton.db import create_engine
 from baton.runtime import ServiceSpec
 from baton.settings import Settings
 from baton.web import AdminDep, SessionDep, create_service_app
+from tests.unit.conftest import assert_problem
 
 PROBLEM_JSON = "application/problem+json"
 SERVICE = "web-probe"
@@ -99,15 +99,6 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 def admin() -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(SECRET, scopes=['admin'])}"}
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["detail"]
-    return body
 
 
 async def requests_counted(client: httpx.AsyncClient, route: str, status: str) -> float:

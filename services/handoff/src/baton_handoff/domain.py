@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from baton.errors import BatonError, Conflict
+from baton.errors import Conflict, Unprocessable
 
 OPEN_STATUSES = frozenset({"assigned", "accepted", "contacted", "qualified"})
 """An assignment in one of these still holds its lead and counts against its rep's capacity."""
@@ -86,11 +86,8 @@ def check_transition(current: str, requested: str) -> None:
         raise Conflict(f"an assignment that is {current} cannot become {requested}; allowed: {allowed}")
 
 
-class InvalidReport(BatonError):
+class InvalidReport(Unprocessable):
     """What a sales tool reported cannot be true of the assignment, e.g. it happened before the assignment."""
-
-    status = 422
-    title = "Unprocessable content"
 
     def __init__(self, detail: str, *, field: str) -> None:
         super().__init__(detail, errors=[{"loc": ["body", field], "msg": detail, "type": "value_error"}])
