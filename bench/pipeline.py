@@ -236,9 +236,11 @@ class Baton:
         answer.raise_for_status()
         return {k: int(v) for k, v in answer.json()["totals"].items() if isinstance(v, int)}
 
-    async def post_lead(self, lead: dict[str, Any]) -> str | None:
-        """Posts one lead; its id, or None when refused."""
-        answer = await self.client.post(f"{self.urls['lead-ingest']}/v1/leads", json=lead, headers=self.headers)
+    async def post_lead(self, lead: dict[str, Any], *, client: httpx.AsyncClient | None = None) -> str | None:
+        """Posts one lead (on ``client`` if given); its id, or None when refused."""
+        answer = await (client or self.client).post(
+            f"{self.urls['lead-ingest']}/v1/leads", json=lead, headers=self.headers
+        )
         if answer.status_code >= 300:
             self._refused(answer)
             return None
@@ -445,6 +447,9 @@ async def sustained_rate(
     }
 
 
+POSTS_IN_FLIGHT = 64
+
+
 async def latency_under_load(
     baton: Baton, watcher: AssignmentWatcher, *, tag: str, rate: float, seconds: float, settle_timeout: float
 ) -> dict[str, Any]:
@@ -475,13 +480,24 @@ async def latency_under_load(
     lateness = 0.0
     max_backlog = 0
 
+    # At most POSTS_IN_FLIGHT posts at once, each on a client of its own with one connection: the rest
+    # wait in an O(1) queue here. One shared client's pool would rescan every connection for every
+    # waiting request and become the bottleneck itself. A wait still counts against Baton, since each
+    # lead's clock started at its scheduled time.
+    clients: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+    for _ in range(POSTS_IN_FLIGHT):
+        clients.put_nowait(httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=1)))
+
     async def post(n: int, due: float) -> None:
         nonlocal failed
+        client = await clients.get()
         try:
-            lead_id = await baton.post_lead(hand_raiser(tag, n))
+            lead_id = await baton.post_lead(hand_raiser(tag, n), client=client)
         except httpx.HTTPError as exc:
             baton.refusals[type(exc).__name__] += 1
             lead_id = None
+        finally:
+            clients.put_nowait(client)
         answered.append((time.perf_counter() - due) * 1000)
         if lead_id is None:
             failed += 1
@@ -502,6 +518,8 @@ async def latency_under_load(
             max_backlog = max(max_backlog, sum(1 for lead_id in sent_at if lead_id not in watcher.seen))
     await asyncio.gather(*tasks)
     answered_rate = count / max(time.perf_counter() - started, 1e-9)
+    while not clients.empty():
+        await clients.get_nowait().aclose()
     await watcher.wait_for(list(sent_at), settle_timeout)
     latencies = [(watcher.seen[i].at - t) * 1000 for i, t in sent_at.items() if i in watcher.seen]
     return {

@@ -199,19 +199,23 @@ class OutboxRelay:
         Returns:
             How many events were published.
         """
+        oldest = select(OutboxEntry.id).order_by(OutboxEntry.id).limit(self.batch_size).scalar_subquery()
+        take = (
+            delete(OutboxEntry)
+            .where(OutboxEntry.id.in_(oldest))
+            .returning(OutboxEntry.id, OutboxEntry.topic, OutboxEntry.payload)
+        )
         async with self._sessions() as session, session.begin():
-            query = select(OutboxEntry).order_by(OutboxEntry.id).limit(self.batch_size)
             if self._postgresql and not await session.scalar(
                 text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}
             ):
                 # Another replica is relaying; it publishes these rows too, in order.
                 return 0
-            entries = list((await session.scalars(query)).all())
+            # Taken and deleted in one statement; the deletion commits only once the bus has them.
+            entries = sorted((await session.execute(take)).all())
             if not entries:
                 return 0
-            records = [Record.from_stored(e.topic, e.payload) for e in entries]
-            await self.bus.publish(records)
-            await session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_([e.id for e in entries])))
+            await self.bus.publish([Record.from_stored(topic, payload) for _, topic, payload in entries])
         return len(entries)
 
 
