@@ -182,3 +182,35 @@ async def test_baton_dlq_lists_a_parked_event_and_replay_applies_it_once(
         await log.stop()
         await engine.dispose()
     assert applied == [event.id]
+
+
+async def test_where_no_doorbell_can_be_bound_a_consumer_polls_often_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_abstract_sockets(address: str) -> None:
+        raise OSError("abstract Unix sockets are Linux-only")
+
+    monkeypatch.setattr("baton.bus.embedded._WakeUp", no_abstract_sockets)
+    log = EmbeddedLog(tmp_path / "bus.db", poll_interval=60)
+    await log.start()
+    delivered: list[Record] = []
+    arrived = asyncio.Event()
+
+    async def handler(batch: Sequence[Record]) -> None:
+        delivered.extend(batch)
+        if any(r.key == "later" for r in delivered):
+            arrived.set()
+
+    async def publish_once_the_group_has_read() -> None:
+        while await _position(tmp_path / "bus.db", "poller") == 0:  # noqa: ASYNC110 - the consumer's saved position
+            await asyncio.sleep(0.01)
+        await log.publish([Record.from_event(_event("later"))])
+
+    await log.publish([Record.from_event(_event("first"))])
+    try:
+        publishing = asyncio.create_task(publish_once_the_group_has_read())
+        await run_until(log.consume("poller", [LEADS_INGESTED], handler), arrived)
+        await publishing
+    finally:
+        await log.stop()
+    assert [r.key for r in delivered] == ["first", "later"]

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS consumer_groups (group_id TEXT PRIMARY KEY);
 
 DEFAULT_BATCH_SIZE = 500
 FALLBACK_POLL_SECONDS = 1.0
+UNWOKEN_POLL_SECONDS = 0.05
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -212,7 +213,13 @@ class EmbeddedLog:
         wake_up: _WakeUp | None = None
         try:
             conn = await _connect(self.path)
-            wake_up = _WakeUp(self._wake_address(group))
+            poll_interval = self.poll_interval
+            try:
+                wake_up = _WakeUp(self._wake_address(group))
+            except OSError:
+                # Abstract Unix sockets are Linux's: elsewhere the group looks often instead of being woken.
+                logger.warning("no wake-ups on this system; polling the embedded log", extra={"group": group})
+                poll_interval = min(poll_interval, UNWOKEN_POLL_SECONDS)
             await conn.execute("INSERT OR IGNORE INTO consumer_groups (group_id) VALUES (?)", (group,))
             positions = dict.fromkeys(topics, 0)
             async with conn.execute(
@@ -224,7 +231,10 @@ class EmbeddedLog:
             while True:
                 batch = await self._read_batch(conn, positions)
                 if not batch:
-                    await wake_up.ring_or_after(self.poll_interval)
+                    if wake_up is not None:
+                        await wake_up.ring_or_after(poll_interval)
+                    else:
+                        await asyncio.sleep(poll_interval)
                     continue
                 if await handle_or_pause(handler, batch, group=group):
                     handled: dict[str, int] = {}
