@@ -176,12 +176,8 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        """Publishes until cancelled: on every wake-up, and every few seconds in case one was missed."""
+        """Publishes until cancelled: at once, on every wake-up, and every few seconds in case one was missed."""
         while True:
-            self.idle.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_check_seconds)
-            self.idle.clear()
             self._wake.clear()
             try:
                 while await self.publish_pending():
@@ -191,7 +187,11 @@ class OutboxRelay:
             except Exception:
                 logger.exception("outbox relay failed; retrying")
                 await asyncio.sleep(self.retry_pause_seconds)
-                self._wake.set()
+                continue
+            self.idle.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_check_seconds)
+            self.idle.clear()
 
     async def publish_pending(self) -> int:
         """Publishes one batch of pending events.

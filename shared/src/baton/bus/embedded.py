@@ -120,6 +120,8 @@ class EmbeddedLog:
         self._write_lock = asyncio.Lock()
         self._lock_fds: list[int] = []
         self._ringer: socket.socket | None = None
+        self.idle = asyncio.Event()
+        """Set while a consumer on this log has read everything there is and waits for more."""
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,10 +233,12 @@ class EmbeddedLog:
             while True:
                 batch = await self._read_batch(conn, positions)
                 if not batch:
+                    self.idle.set()
                     if wake_up is not None:
                         await wake_up.ring_or_after(poll_interval)
                     else:
                         await asyncio.sleep(poll_interval)
+                    self.idle.clear()
                     continue
                 if await handle_or_pause(handler, batch, group=group):
                     handled: dict[str, int] = {}
