@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -60,3 +61,29 @@ async def fresh_database(unique_name: str) -> AsyncIterator[Callable[[str], Awai
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+class LogSignal(logging.Handler):
+    """Sets ``seen`` as soon as a logger writes a record whose message contains ``text`` (from any thread).
+
+    Use it as a context manager inside a running event loop, to wait on something a component logs
+    (a retry, a refusal) instead of guessing how long it takes.
+    """
+
+    def __init__(self, logger: str, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+        self._logger = logging.getLogger(logger)
+        self._loop = asyncio.get_running_loop()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self._loop.call_soon_threadsafe(self.seen.set)
+
+    def __enter__(self) -> LogSignal:
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._logger.removeHandler(self)

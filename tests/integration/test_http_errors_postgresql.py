@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -213,8 +214,9 @@ async def test_concurrent_posts_of_one_new_rep_answer_201_and_409(
         transaction = holder.transaction()
         await transaction.start()
         await holder.execute("LOCK TABLE reps IN SHARE MODE")
-        posts = asyncio.gather(*(client.post("/v1/reps", json=rep, headers=admin(settings)) for _ in range(2)))
-        await wait_for_blocked_inserts(holder, count=2, posts=posts)
+        with inserts_reached("INSERT INTO reps", count=2) as both_inserting:
+            posts = asyncio.gather(*(client.post("/v1/reps", json=rep, headers=admin(settings)) for _ in range(2)))
+            await asyncio.wait_for(both_inserting.wait(), LOCK_WAIT_SECONDS)
         await transaction.commit()
         answers = await posts
     finally:
@@ -228,14 +230,24 @@ async def test_concurrent_posts_of_one_new_rep_answer_201_and_409(
     assert [r["rep_id"] for r in listed.json()["items"]] == ["rep-race"]
 
 
-async def wait_for_blocked_inserts(holder: asyncpg.Connection, *, count: int, posts: asyncio.Future[Any]) -> None:
-    waiting_inserts = (
-        "SELECT count(*) FROM pg_locks WHERE relation = 'reps'::regclass AND mode = 'RowExclusiveLock' AND NOT granted"
-    )
-    async with asyncio.timeout(LOCK_WAIT_SECONDS):
-        while await holder.fetchval(waiting_inserts) < count:
-            assert not posts.done(), "a request finished before inserting"
-            await asyncio.sleep(0.01)  # noqa: ASYNC110 - polling PostgreSQL's lock table
+@contextmanager
+def inserts_reached(prefix: str, *, count: int) -> Iterator[asyncio.Event]:
+    """An event set once ``count`` statements starting with ``prefix`` are sent, by any engine in this process."""
+    reached = asyncio.Event()
+    sent = 0
+
+    def before_cursor_execute(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        nonlocal sent
+        if statement.lstrip().startswith(prefix):
+            sent += 1
+            if sent >= count:
+                reached.set()
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", before_cursor_execute)
+    try:
+        yield reached
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", before_cursor_execute)
 
 
 async def test_after_losing_every_pooled_connection_one_use_fails_cleanly_and_the_pool_recovers(

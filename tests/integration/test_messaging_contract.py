@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from baton.bus import Bus, Record
+from baton.bus import BatchHandler, Bus, Record
 from baton.bus.embedded import EmbeddedLog
 from baton.bus.kafka import KafkaBus
 from baton.consumer import EventConsumer, Incoming, handlers
@@ -28,7 +28,7 @@ from baton.db import create_engine, create_sessionmaker, is_postgresql
 from baton.dlq import dead_letters, replay
 from baton.events import LEADS_INGESTED, CloudEvent, LeadReceived, dlq_topic
 from baton.outbox import RELAY_KEY, OutboxEntry, OutboxRelay, add_event, decode_record
-from tests.conftest import KAFKA_BOOTSTRAP
+from tests.conftest import KAFKA_BOOTSTRAP, LogSignal
 from tests.integration.conftest import create_messaging_schema
 
 pytestmark = pytest.mark.integration
@@ -118,15 +118,29 @@ async def applied_rows(engine: AsyncEngine) -> list[str]:
         return list((await conn.execute(text("SELECT lead_id FROM applied"))).scalars().all())
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Waits for an observable condition (a row count, a record on a topic)."""
-    async with asyncio.timeout(WAIT_SECONDS):
-        while not await check():  # noqa: ASYNC110 - the state lives in another process or database
-            await asyncio.sleep(0.05)
+class Progress:
+    """Signals once a condition on what consumers committed holds, checked after every batch they finish."""
 
+    def __init__(self, condition: Callable[[], Awaitable[bool]]) -> None:
+        self.condition = condition
+        self.reached = asyncio.Event()
 
-async def running(consumer: EventConsumer) -> asyncio.Task[None]:
-    return asyncio.create_task(consumer.run())
+    def tracking(self, apply: BatchHandler) -> BatchHandler:
+        async def handle(batch: Sequence[Record]) -> None:
+            await apply(batch)
+            if await self.condition():
+                self.reached.set()
+
+        return handle
+
+    def run(self, consumer: EventConsumer) -> asyncio.Task[None]:
+        """Runs the consumer on its bus, checking the condition after each batch it applies."""
+        return asyncio.create_task(
+            consumer.bus.consume(consumer.group, consumer.topics, self.tracking(consumer.on_batch))
+        )
+
+    async def wait(self) -> None:
+        await asyncio.wait_for(self.reached.wait(), WAIT_SECONDS)
 
 
 async def stop(*tasks: asyncio.Task[None]) -> None:
@@ -143,9 +157,10 @@ async def test_each_published_event_is_applied_once_and_each_leads_events_in_ord
     events = [received(f"lead-{n % 7}") for n in range(120)]
     for start in range(0, len(events), 11):
         await backend.bus.publish([Record.from_event(e) for e in events[start : start + 11]])
-    task = await running(recorder(backend, "order"))
+    progress = Progress(lambda: _count_is(backend.engine, len(events)))
+    task = progress.run(recorder(backend, "order"))
     try:
-        await until(lambda: _count_is(backend.engine, len(events)), "every event applied")
+        await progress.wait()
     finally:
         await stop(task)
 
@@ -173,11 +188,12 @@ async def test_a_redelivered_event_changes_nothing(backend: Backend) -> None:
     await backend.bus.publish([Record.from_event(twice)])
     consumer = recorder(backend, "inbox")
     await consumer.on_batch([Record.from_event(e) for e in (twice, once, twice)])
-    task = await running(consumer)
     marker = received("marker")
+    progress = Progress(lambda: _contains(backend.engine, keys([marker])[0]))
+    task = progress.run(consumer)
     await backend.bus.publish([Record.from_event(marker)])
     try:
-        await until(lambda: _contains(backend.engine, keys([marker])[0]), "the marker applied")
+        await progress.wait()
     finally:
         await stop(task)
     assert sorted(await applied_rows(backend.engine)) == sorted(keys([marker, once, twice]))
@@ -197,34 +213,44 @@ async def test_two_consumers_of_one_group_racing_for_one_batch_apply_it_once(bac
         await gate.wait()  # holds its transaction (and its inbox rows) open until the rival is waiting
         await record_lead(event, session)
 
-    def consumer(handler: Callable[[Incoming[LeadReceived], AsyncSession], Awaitable[None]]) -> EventConsumer:
+    def consumer(
+        handler: Callable[[Incoming[LeadReceived], AsyncSession], Awaitable[None]], engine: AsyncEngine
+    ) -> EventConsumer:
         return EventConsumer(
-            group="racers", handlers=handlers(handler), bus=backend.bus, sessions=create_sessionmaker(backend.engine)
+            group="racers",
+            handlers=handlers(handler),
+            bus=backend.bus,
+            sessions=create_sessionmaker(engine),
+            retry_pause_seconds=0.01,
         )
 
-    first = asyncio.create_task(consumer(slow_recorder).on_batch(batch))
-    await first_inside.wait()
-    second = asyncio.create_task(consumer(record_lead).on_batch(batch))
-    if is_postgresql(backend.engine):
-        # The rival's inbox insert must be blocked on the first one's uncommitted rows: the
-        # already-applied branch is what this test is about.
-        await until(lambda: _a_backend_waits_on_a_lock(backend.engine), "the rival to wait on the inbox")
-    gate.set()
-    await asyncio.wait_for(asyncio.gather(first, second), WAIT_SECONDS)
+    postgresql = is_postgresql(backend.engine)
+    # On PostgreSQL the rival gives up waiting for a row lock after 100 ms and says so (a transient
+    # failure, retried): proof that its inbox insert met the first one's uncommitted rows.
+    rival_engine = (
+        create_engine(
+            backend.engine.url.render_as_string(hide_password=False),
+            connect_args={"server_settings": {"lock_timeout": "100"}},
+        )
+        if postgresql
+        else backend.engine
+    )
+    try:
+        with LogSignal("baton.consumer", "transient failure") as rival_waited:
+            first = asyncio.create_task(consumer(slow_recorder, backend.engine).on_batch(batch))
+            await first_inside.wait()
+            second = asyncio.create_task(consumer(record_lead, rival_engine).on_batch(batch))
+            if postgresql:
+                await asyncio.wait_for(rival_waited.seen.wait(), WAIT_SECONDS)
+            gate.set()
+            await asyncio.wait_for(asyncio.gather(first, second), WAIT_SECONDS)
+    finally:
+        if rival_engine is not backend.engine:
+            await rival_engine.dispose()
 
     assert sorted(await applied_rows(backend.engine)) == sorted(keys([decode_record(r) for r in batch])), (
         "each event once, whoever won"
     )
-
-
-async def _a_backend_waits_on_a_lock(engine: AsyncEngine) -> bool:
-    async with engine.connect() as conn:
-        waiting = await conn.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
-    return bool(waiting)
 
 
 async def test_a_poison_event_in_the_middle_of_a_batch_goes_to_the_dlq_and_the_rest_are_applied(
@@ -334,9 +360,10 @@ async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_applie
 
     after = received("crash")  # the same lead, so the same partition: it queues behind the redelivery
     await backend.bus.publish([Record.from_event(after)])
-    task = asyncio.create_task(backend.bus.consume("crashy", consumer.topics, watch))
+    progress = Progress(lambda: _contains(backend.engine, keys([after])[0]))
+    task = asyncio.create_task(backend.bus.consume("crashy", consumer.topics, progress.tracking(watch)))
     try:
-        await until(lambda: _contains(backend.engine, keys([after])[0]), "the event after the crash")
+        await progress.wait()
     finally:
         await stop(task)
     assert [decode_record(r).id for r in redelivered][:1] == [crash.id], "the uncommitted event came back"
@@ -357,23 +384,30 @@ async def test_when_a_group_changes_hands_mid_batch_nothing_is_lost_or_applied_t
     first = EventConsumer(
         group="handover", handlers=handlers(slow), bus=backend.bus, sessions=create_sessionmaker(backend.engine)
     )
-    first_task = asyncio.create_task(first.run())
+    tail = received("handover-tail")
+    everything = Progress(lambda: _count_is(backend.engine, len(events)))
+    the_tail = Progress(lambda: _contains(backend.engine, keys([tail])[0]))
+
+    def run(consumer: EventConsumer) -> asyncio.Task[None]:
+        handler = everything.tracking(the_tail.tracking(consumer.on_batch))
+        return asyncio.create_task(consumer.bus.consume(consumer.group, consumer.topics, handler))
+
+    first_task = run(first)
     await holding.wait()
     second_bus = await backend.another_bus()
     if backend.bus_kind == "kafka":
         # A second replica joins the group: Kafka rebalances while the first is mid-batch.
-        second_task = await running(recorder(backend, "handover", bus=second_bus))
+        second_task = run(recorder(backend, "handover", bus=second_bus))
         release.set()
     else:
         # One owner at a time on the embedded log: the first dies mid-batch and another takes over.
         await stop(first_task)
-        second_task = await running(recorder(backend, "handover", bus=second_bus))
+        second_task = run(recorder(backend, "handover", bus=second_bus))
     await backend.bus.publish([Record.from_event(e) for e in events[45:]])
     try:
-        await until(lambda: _count_is(backend.engine, len(events)), "every event applied")
-        tail = received("handover-tail")
+        await everything.wait()
         await backend.bus.publish([Record.from_event(tail)])
-        await until(lambda: _contains(backend.engine, keys([tail])[0]), "a last event after the handover")
+        await the_tail.wait()
     finally:
         release.set()
         await stop(first_task, second_task)
@@ -428,9 +462,10 @@ async def test_the_outbox_relay_publishes_committed_events_in_order_and_nothing_
             await session.rollback()
     relay_task = asyncio.create_task(relay.run())
     try:
-        await until(lambda: _outbox_is_empty(backend.engine), "the outbox to drain")
+        await asyncio.wait_for(relay.idle.wait(), WAIT_SECONDS)  # it published all it found
     finally:
         await stop(relay_task)
+    assert await _outbox_is_empty(backend.engine)
     published = [decode_record(r).id for r in await backend.bus.read(LEADS_INGESTED)]
     assert published == kept, "one lead's events, in the order committed, and none rolled back"
 

@@ -180,9 +180,9 @@ async def test_group_can_be_consumed_again_on_the_same_log_after_its_consumer_en
     assert _values(restarted) == [b'{"n":0}', b'{"n":1}']
 
 
-def _open_log_connections() -> int:
+def _log_connection_threads() -> set[threading.Thread]:
     # Every open aiosqlite connection runs one worker thread until it is closed.
-    return sum(1 for thread in threading.enumerate() if "_connection_worker_thread" in thread.name)
+    return {thread for thread in threading.enumerate() if "_connection_worker_thread" in thread.name}
 
 
 async def test_consumer_cancelled_while_opening_its_connection_closes_it(
@@ -201,13 +201,12 @@ async def test_consumer_cancelled_while_opening_its_connection_closes_it(
     async def never_called(_: Sequence[Record]) -> None:
         raise AssertionError("no record was published")
 
-    connections_before = _open_log_connections()
+    threads_before = _log_connection_threads()
     monkeypatch.setattr(aiosqlite.Connection, "execute", execute_that_stalls_while_configuring)
 
     await run_until(embedded_log.consume("scoring", [TOPIC], never_called), configuring)
 
-    for _ in range(100):
-        if _open_log_connections() <= connections_before:
-            break
-        await asyncio.sleep(0.01)
-    assert _open_log_connections() <= connections_before, "the cancelled consumer left its log connection open"
+    for thread in _log_connection_threads() - threads_before:
+        # A closed connection's thread ends by itself; an open one's never does.
+        await asyncio.to_thread(thread.join, READ_TIMEOUT_SECONDS)
+    assert _log_connection_threads() <= threads_before, "the cancelled consumer left its log connection open"

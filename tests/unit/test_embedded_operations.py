@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiosqlite
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,15 +32,6 @@ def _event(lead_id: str) -> CloudEvent:
     )
 
 
-async def _position(path: Path, group: str) -> int:
-    async with (
-        aiosqlite.connect(path) as conn,
-        conn.execute("SELECT coalesce(max(position), 0) FROM offsets WHERE group_id = ?", (group,)) as cursor,
-    ):
-        row = await cursor.fetchone()
-    return int(row[0]) if row else 0
-
-
 async def test_a_publish_from_another_process_wakes_an_idle_consumer_without_waiting_for_a_poll(tmp_path: Path) -> None:
     # Polling once a minute: only the wake-up can deliver the second record within the test's few seconds.
     consumer_side = EmbeddedLog(tmp_path / "bus.db", poll_interval=60)
@@ -57,13 +47,12 @@ async def test_a_publish_from_another_process_wakes_an_idle_consumer_without_wai
         if len(delivered) == 2:
             second_arrived.set()
 
-    async def publish_when_the_first_is_done() -> None:
-        while await _position(tmp_path / "bus.db", "waker") == 0:  # noqa: ASYNC110 - the consumer's saved position
-            await asyncio.sleep(0.01)
+    async def publish_when_the_consumer_waits() -> None:
+        await consumer_side.idle.wait()  # the first record is done and the log has nothing more
         await publisher_side.publish([Record.from_event(_event("second"))])
 
     try:
-        publishing = asyncio.create_task(publish_when_the_first_is_done())
+        publishing = asyncio.create_task(publish_when_the_consumer_waits())
         await run_until(consumer_side.consume("waker", [LEADS_INGESTED], handler), second_arrived)
         await publishing
     finally:
@@ -201,14 +190,13 @@ async def test_where_no_doorbell_can_be_bound_a_consumer_polls_often_instead(
         if any(r.key == "later" for r in delivered):
             arrived.set()
 
-    async def publish_once_the_group_has_read() -> None:
-        while await _position(tmp_path / "bus.db", "poller") == 0:  # noqa: ASYNC110 - the consumer's saved position
-            await asyncio.sleep(0.01)
+    async def publish_once_the_group_waits() -> None:
+        await log.idle.wait()  # the first record is done and the log has nothing more
         await log.publish([Record.from_event(_event("later"))])
 
     await log.publish([Record.from_event(_event("first"))])
     try:
-        publishing = asyncio.create_task(publish_once_the_group_has_read())
+        publishing = asyncio.create_task(publish_once_the_group_waits())
         await run_until(log.consume("poller", [LEADS_INGESTED], handler), arrived)
         await publishing
     finally:

@@ -18,6 +18,7 @@ class FakeProducer:
 
     instances: list[FakeProducer] = []
     fail_first_instance = True
+    one_started = asyncio.Event()
 
     def __init__(self, **config: Any) -> None:
         self.config = config
@@ -33,6 +34,7 @@ class FakeProducer:
 
     async def start(self) -> None:
         self.started = True
+        self.one_started.set()
 
     async def stop(self) -> None:
         self.stopped = True
@@ -52,6 +54,7 @@ class FakeProducer:
 @pytest.fixture
 def fake_producer(monkeypatch: pytest.MonkeyPatch) -> type[FakeProducer]:
     FakeProducer.instances = []
+    FakeProducer.one_started = asyncio.Event()
     monkeypatch.setattr(baton.bus.kafka, "AIOKafkaProducer", FakeProducer)
     return FakeProducer
 
@@ -81,9 +84,9 @@ async def test_readiness_reports_a_lost_producer_and_reconnects_in_the_backgroun
     with pytest.raises(KafkaTimeoutError):
         await bus.publish([RECORD])
 
+    fake_producer.one_started.clear()
     assert await bus.ping() is False
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await asyncio.wait_for(fake_producer.one_started.wait(), 5)  # the background reconnection
     assert len(fake_producer.instances) == 2 and fake_producer.instances[1].started
     assert await bus.ping() is True
     await bus.stop()
