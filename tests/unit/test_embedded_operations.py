@@ -112,7 +112,7 @@ async def test_pruning_forgets_old_inbox_ids_idempotency_answers_and_log_records
         finally:
             await other.stop()
 
-        inbox_pruned, log_pruned = await runtime.prune()
+        rows_pruned, log_pruned = await runtime.prune()
 
         async with runtime.sessions() as session:
             left = set((await session.scalars(select(InboxEntry.event_id))).all())
@@ -122,7 +122,7 @@ async def test_pruning_forgets_old_inbox_ids_idempotency_answers_and_log_records
         parked = await log.read(dlq_topic(LEADS_INGESTED))
     finally:
         await runtime.stop()
-    assert (inbox_pruned, left, count, keys) == (2, {"recent"}, 1, {"recent-key"})
+    assert (rows_pruned, left, count, keys) == (2, {"recent"}, 1, {"recent-key"})
     assert log_pruned == 2, "only what the one reading group has passed"
     assert [r.key for r in remaining] == ["lead-2", "lead-3"]
     assert [r.key for r in parked] == ["parked"]

@@ -120,22 +120,22 @@ class ServiceRuntime:
                     InboxEntry.processed_at < now - timedelta(days=self.settings.inbox_retention_days)
                 )
             )
-            inbox = int(getattr(result, "rowcount", 0) or 0)
+            rows = int(getattr(result, "rowcount", 0) or 0)
             for pruner in self.spec.pruners:
-                inbox += await pruner(session, now, self.settings)
+                rows += await pruner(session, now, self.settings)
         log = await self.bus.prune(before=now - timedelta(days=self.settings.log_retention_days))
-        return inbox, log
+        return rows, log
 
     async def _prune_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.prune_interval_seconds)
             try:
-                inbox, log = await self.prune()
+                rows, log = await self.prune()
             except Exception:
                 logger.warning("pruning failed; trying again later", exc_info=True)
                 continue
-            if inbox or log:
-                logger.info("pruned", extra={"inbox_rows": inbox, "log_records": log})
+            if rows or log:
+                logger.info("pruned", extra={"database_rows": rows, "log_records": log})
 
     async def stop(self) -> None:
         """Stops consumers and relay, then the bus and the engine."""

@@ -30,15 +30,16 @@ _MODEL_IN_FORCE_KEY = "baton_scoring_model_in_force"
 
 async def current_model(session: AsyncSession) -> tuple[int, ScoringModel]:
     """Returns the newest model version and its definition, read once per transaction."""
-    cached: tuple[int, ScoringModel] | None = session.info.get(_MODEL_IN_FORCE_KEY)
-    if cached is not None and session.in_transaction():
-        return cached
+    transaction = session.sync_session.get_transaction()
+    cached: tuple[object, int, ScoringModel] | None = session.info.get(_MODEL_IN_FORCE_KEY)
+    if cached is not None and cached[0] is transaction:
+        return cached[1], cached[2]
     newest = await session.scalar(select(ModelVersion).order_by(ModelVersion.version.desc()).limit(1))
     if newest is None:
         raise RuntimeError("no scoring model: migrations seed version 1")
-    model = (newest.version, ScoringModel.model_validate(newest.definition))
-    session.info[_MODEL_IN_FORCE_KEY] = model
-    return model
+    model = ScoringModel.model_validate(newest.definition)
+    session.info[_MODEL_IN_FORCE_KEY] = (session.sync_session.get_transaction(), newest.version, model)
+    return newest.version, model
 
 
 def _facts(attributes: dict[str, Any]) -> LeadFacts:

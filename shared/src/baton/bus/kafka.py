@@ -35,8 +35,7 @@ class _OwnedPartitions(ConsumerRebalanceListener):  # type: ignore[misc]
     finished is committed; what was fetched but not handled is dropped and read by the next owner.
     """
 
-    def __init__(self, consumer: AIOKafkaConsumer, lock: asyncio.Lock) -> None:
-        self._consumer = consumer
+    def __init__(self, lock: asyncio.Lock) -> None:
         self._lock = lock
         self.lost: set[TopicPartition] = set()
 
@@ -251,7 +250,7 @@ class KafkaBus:
             max_poll_records=self.batch_size,
         )
         lock = asyncio.Lock()
-        owned = _OwnedPartitions(consumer, lock)
+        owned = _OwnedPartitions(lock)
         consumer.subscribe([self.prefix + t for t in topics], listener=owned)
         try:
             # Inside the try: a consumer cancelled while it joins the group must still be closed.
