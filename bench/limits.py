@@ -189,7 +189,8 @@ async def kafka_limit(*, bootstrap: str, messages: int, pings: int) -> dict[str,
                     chunk.clear()
             await asyncio.gather(*chunk)
             produced = time.perf_counter() - started
-            await asyncio.wait_for(done.wait(), timeout=120)
+            async with asyncio.timeout(120):
+                await done.wait()
             elapsed = (arrivals[messages - 1] if len(arrivals) >= messages else time.perf_counter()) - started
             hops: list[float] = []
             for _ in range(pings):
@@ -198,7 +199,8 @@ async def kafka_limit(*, bootstrap: str, messages: int, pings: int) -> dict[str,
                 await producer.send_and_wait(topic, value=value, key=new_id().encode(), headers=headers)
                 while received < target:
                     arrived.clear()
-                    await asyncio.wait_for(arrived.wait(), timeout=10)
+                    async with asyncio.timeout(10):
+                        await arrived.wait()
                 hops.append((arrivals[target - 1] - sent) * 1000)
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)

@@ -107,7 +107,8 @@ class AssignmentWatcher:
                 return False
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout=min(left, 0.5))
+                async with asyncio.timeout(min(left, 0.5)):
+                    await self._arrived.wait()
         return True
 
     async def __aenter__(self) -> AssignmentWatcher:

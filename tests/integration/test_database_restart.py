@@ -115,10 +115,12 @@ async def test_events_arriving_while_postgresql_is_down_are_all_applied_once_it_
                         for lead in leads
                     ]
                 )
-                await asyncio.wait_for(retrying.seen.wait(), RECOVERY_SECONDS)  # scoring met the outage
+                async with asyncio.timeout(RECOVERY_SECONDS):  # scoring met the outage
+                    await retrying.seen.wait()
             finally:
                 await postgres("start")
-            await asyncio.wait_for(all_scored.wait(), RECOVERY_SECONDS)
+            async with asyncio.timeout(RECOVERY_SECONDS):
+                await all_scored.wait()
         parked = await publisher.read(dlq_topic(LEADS_INGESTED))
         stored = await _scored(runtime)
     finally:

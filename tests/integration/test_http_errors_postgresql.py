@@ -216,7 +216,8 @@ async def test_concurrent_posts_of_one_new_rep_answer_201_and_409(
         await holder.execute("LOCK TABLE reps IN SHARE MODE")
         with inserts_reached("INSERT INTO reps", count=2) as both_inserting:
             posts = asyncio.gather(*(client.post("/v1/reps", json=rep, headers=admin(settings)) for _ in range(2)))
-            await asyncio.wait_for(both_inserting.wait(), LOCK_WAIT_SECONDS)
+            async with asyncio.timeout(LOCK_WAIT_SECONDS):
+                await both_inserting.wait()
         await transaction.commit()
         answers = await posts
     finally:

@@ -140,7 +140,8 @@ class Progress:
         )
 
     async def wait(self) -> None:
-        await asyncio.wait_for(self.reached.wait(), WAIT_SECONDS)
+        async with asyncio.timeout(WAIT_SECONDS):
+            await self.reached.wait()
 
 
 async def stop(*tasks: asyncio.Task[None]) -> None:
@@ -241,9 +242,11 @@ async def test_two_consumers_of_one_group_racing_for_one_batch_apply_it_once(bac
             await first_inside.wait()
             second = asyncio.create_task(consumer(record_lead, rival_engine).on_batch(batch))
             if postgresql:
-                await asyncio.wait_for(rival_waited.seen.wait(), WAIT_SECONDS)
+                async with asyncio.timeout(WAIT_SECONDS):
+                    await rival_waited.seen.wait()
             gate.set()
-            await asyncio.wait_for(asyncio.gather(first, second), WAIT_SECONDS)
+            async with asyncio.timeout(WAIT_SECONDS):
+                await asyncio.gather(first, second)
     finally:
         if rival_engine is not backend.engine:
             await rival_engine.dispose()
@@ -347,7 +350,8 @@ async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_applie
         "crashy",
         stderr=asyncio.subprocess.PIPE,
     )
-    _, stderr = await asyncio.wait_for(crashing.communicate(), WAIT_SECONDS)
+    async with asyncio.timeout(WAIT_SECONDS):
+        _, stderr = await crashing.communicate()
     assert crashing.returncode == 137, stderr.decode()[-2000:]
     assert await applied_rows(backend.engine) == keys([crash])
 
@@ -462,7 +466,8 @@ async def test_the_outbox_relay_publishes_committed_events_in_order_and_nothing_
             await session.rollback()
     relay_task = asyncio.create_task(relay.run())
     try:
-        await asyncio.wait_for(relay.idle.wait(), WAIT_SECONDS)  # it published all it found
+        async with asyncio.timeout(WAIT_SECONDS):  # it published all it found
+            await relay.idle.wait()
     finally:
         await stop(relay_task)
     assert await _outbox_is_empty(backend.engine)

@@ -13,7 +13,7 @@ import aiosqlite
 import pytest
 
 from baton.bus import Record, ReplicaRefused
-from baton.bus.embedded import EmbeddedLog
+from baton.bus.embedded import EmbeddedLog, _WakeUp
 from tests.unit.conftest import READ_TIMEOUT_SECONDS, run_until
 
 ConsumeRecords = Callable[[EmbeddedLog, str, Sequence[str], int], Awaitable[list[Record]]]
@@ -137,9 +137,11 @@ async def test_second_consumer_of_a_running_group_is_refused(
         await other.start()
     first = asyncio.create_task(embedded_log.consume("scoring", [TOPIC], holds_the_record))
     try:
-        await asyncio.wait_for(first_is_running.wait(), READ_TIMEOUT_SECONDS)
+        async with asyncio.timeout(READ_TIMEOUT_SECONDS):
+            await first_is_running.wait()
         with pytest.raises(ReplicaRefused, match="BATON_BUS=kafka"):
-            await asyncio.wait_for(other.consume("scoring", [TOPIC], never_called), READ_TIMEOUT_SECONDS)
+            async with asyncio.timeout(READ_TIMEOUT_SECONDS):
+                await other.consume("scoring", [TOPIC], never_called)
     finally:
         first.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -210,3 +212,23 @@ async def test_consumer_cancelled_while_opening_its_connection_closes_it(
         # A closed connection's thread ends by itself; an open one's never does.
         await asyncio.to_thread(thread.join, READ_TIMEOUT_SECONDS)
     assert _log_connection_threads() <= threads_before, "the cancelled consumer left its log connection open"
+
+
+async def test_a_consumer_group_rung_at_the_moment_it_is_stopped_stops(tmp_path: Path) -> None:
+    doorbell = _WakeUp(f"\0baton-test-{tmp_path.name}")
+
+    async def wait_for_a_ring_then_work() -> None:
+        await doorbell.ring_or_after(60)
+        await asyncio.Event().wait()  # what the consumer does next: read the log
+
+    try:
+        waiting = asyncio.create_task(wait_for_a_ring_then_work())
+        # A publish rings the group in the same turn of the event loop as the service stops it.
+        doorbell.event.set()
+        asyncio.get_running_loop().call_soon(waiting.cancel)
+
+        with pytest.raises(asyncio.CancelledError):
+            async with asyncio.timeout(5):
+                await waiting
+    finally:
+        doorbell.close()

@@ -86,7 +86,8 @@ async def test_readiness_reports_a_lost_producer_and_reconnects_in_the_backgroun
 
     fake_producer.one_started.clear()
     assert await bus.ping() is False
-    await asyncio.wait_for(fake_producer.one_started.wait(), 5)  # the background reconnection
+    async with asyncio.timeout(5):  # the background reconnection
+        await fake_producer.one_started.wait()
     assert len(fake_producer.instances) == 2 and fake_producer.instances[1].started
     assert await bus.ping() is True
     await bus.stop()

@@ -125,7 +125,8 @@ async def test_commit_wakes_the_idle_relay_which_publishes_at_once(
         async with sessions() as session, session.begin():
             envelope = add_event(session, new_lead(), source=SOURCE)
 
-        [record] = await asyncio.wait_for(consume_records(embedded_log, "reader", [LEADS_INGESTED], 1), timeout=1.0)
+        async with asyncio.timeout(1.0):
+            [record] = await consume_records(embedded_log, "reader", [LEADS_INGESTED], 1)
     finally:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -284,7 +285,8 @@ async def test_running_consumer_applies_events_from_the_topics_its_handlers_need
 
     running = asyncio.create_task(_consumer(handler, embedded_log, sessions).run())
     try:
-        await asyncio.wait_for(embedded_log.idle.wait(), 5)  # applied, committed, and nothing more to read
+        async with asyncio.timeout(5):  # applied, committed, and nothing more to read
+            await embedded_log.idle.wait()
     finally:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -292,3 +294,17 @@ async def test_running_consumer_applies_events_from_the_topics_its_handlers_need
 
     assert handler.calls == 1
     assert await _outbox_size(sessions) == 1
+
+
+async def test_a_relay_woken_at_the_moment_it_is_stopped_stops(relay: OutboxRelay) -> None:
+    running = asyncio.create_task(relay.run())
+    async with asyncio.timeout(5):
+        await relay.idle.wait()
+
+    # A commit wakes the relay in the same turn of the event loop as the service stops it.
+    relay.wake()
+    asyncio.get_running_loop().call_soon(running.cancel)
+
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await running

@@ -190,7 +190,8 @@ class OutboxRelay:
                 continue
             self.idle.set()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_check_seconds)
+                async with asyncio.timeout(self.idle_check_seconds):
+                    await self._wake.wait()
             self.idle.clear()
 
     async def publish_pending(self) -> int:

@@ -99,7 +99,8 @@ class _WakeUp:
 
     async def ring_or_after(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self.event.wait()
         self.event.clear()
 
     def close(self) -> None:

@@ -176,7 +176,8 @@ class KafkaBus:
                 self._reconnecting.add_done_callback(_log_reconnect_failure)
             return False
         try:
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=PING_TIMEOUT_SECONDS)
+            async with asyncio.timeout(PING_TIMEOUT_SECONDS):
+                await producer.client.fetch_all_metadata()
         except Exception:
             logger.warning("kafka unreachable", exc_info=True)
             return False
