@@ -254,7 +254,7 @@ async def migrate(engine: AsyncEngine, script_location: str) -> None:
 
     def upgrade(connection: Connection) -> None:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")
 
     async with engine.connect() as conn:
         if is_postgresql(engine):

@@ -27,6 +27,11 @@ CONSUMER_RESTART_PAUSE_SECONDS = 2.0
 Pruner = Callable[[AsyncSession, datetime, Settings], Awaitable[int]]
 """Removes a service's own rows that are past their retention at ``now``; returns how many."""
 
+Worker = Callable[["ServiceRuntime"], Awaitable[None]]
+"""A service's own background loop (a scheduler, a delivery queue), run until the service stops.
+
+It is restarted after a pause if it fails, like a consumer; it must be safe with several replicas."""
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -38,6 +43,7 @@ class ServiceSpec:
     migrations: str
     consumers: Mapping[str, Mapping[str, EventHandler]] = field(default_factory=dict)
     pruners: Sequence[Pruner] = ()
+    workers: Sequence[Worker] = ()
 
     @property
     def source(self) -> str:
@@ -89,6 +95,9 @@ class ServiceRuntime:
                 clock=self.clock,
             )
             self._tasks.append(asyncio.create_task(self._supervise(consumer), name=f"{group}-consumer"))
+        for worker in self.spec.workers:
+            name = getattr(worker, "__name__", "worker")
+            self._tasks.append(asyncio.create_task(self._keep_running(worker), name=f"{self.spec.name}-{name}"))
         await asyncio.sleep(0)
         failure = next((t.exception() for t in self._tasks if t.done() and t.exception() is not None), None)
         if failure is not None:
@@ -105,6 +114,14 @@ class ServiceRuntime:
                 raise
             except Exception:
                 logger.exception("consumer stopped; restarting", extra={"group": consumer.group})
+            await asyncio.sleep(CONSUMER_RESTART_PAUSE_SECONDS)
+
+    async def _keep_running(self, worker: Worker) -> None:
+        while True:
+            try:
+                await worker(self)
+            except Exception:
+                logger.exception("worker stopped; restarting", extra={"worker": getattr(worker, "__name__", "worker")})
             await asyncio.sleep(CONSUMER_RESTART_PAUSE_SECONDS)
 
     async def prune(self) -> tuple[int, int]:
