@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from baton.events import Clock, utcnow
 from baton.runtime import ServiceSpec
 from baton.web import create_service_app
-from baton_handoff.api import assignments, reps
+from baton_handoff.api import assignments, audit, reps
 from baton_handoff.consumers import make_handlers
 from baton_handoff.settings import HandoffSettings
 
@@ -24,7 +24,7 @@ def create_app(settings: HandoffSettings | None = None, *, clock: Clock = utcnow
     return create_service_app(
         spec,
         settings,
-        [reps.router, assignments.router],
+        [reps.router, assignments.router, audit.router],
         description="Routes MQLs to reps with SLA deadlines and serves the sales tools' API.",
         clock=clock,
     )
