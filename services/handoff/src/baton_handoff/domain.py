@@ -8,7 +8,11 @@ from datetime import datetime
 from baton.errors import Conflict, Unprocessable
 
 OPEN_STATUSES = frozenset({"assigned", "accepted", "contacted", "qualified"})
-"""An assignment in one of these still holds its lead and counts against its rep's capacity."""
+"""An assignment in one of these is held by its rep and counts against the rep's capacity."""
+QUEUED = "queued"
+"""An assignment nobody could take yet: no rep, waiting in its team's fallback queue."""
+LEAD_HOLDING_STATUSES = OPEN_STATUSES | {QUEUED}
+"""An assignment in one of these still holds its lead: a lead has at most one."""
 # Accepting and rejecting are sales' two answers to a handoff, so each excludes the other whatever
 # order they arrive in (and a lead is never counted as both); an accepted lead that goes nowhere is lost.
 TRANSITIONS: dict[str, frozenset[str]] = {

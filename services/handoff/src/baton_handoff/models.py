@@ -5,18 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Index, Integer, Numeric, String, text
+from sqlalchemy import JSON, Boolean, CheckConstraint, Index, Integer, Numeric, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from baton.db import Base, UTCDateTime
 from baton.events import utcnow
-from baton_handoff.domain import OPEN_STATUSES
+from baton_handoff.domain import LEAD_HOLDING_STATUSES, QUEUED
 
 # A JSON column given None stores the JSON value null by default, which a NOT NULL column accepts;
 # with none_as_null the database refuses a missing list instead.
 _JSON = JSON(none_as_null=True)
 # Written out rather than bound, so that a statement's ON CONFLICT target matches the partial index below.
-OPEN_ASSIGNMENT = text("status IN ({})".format(", ".join(f"'{status}'" for status in sorted(OPEN_STATUSES))))
+OPEN_ASSIGNMENT = text("status IN ({})".format(", ".join(f"'{status}'" for status in sorted(LEAD_HOLDING_STATUSES))))
+# The clocks the SLA scheduler scans: the accept clock runs while assigned, the touch clock until contacted.
+ACCEPT_CLOCK_RUNNING = text("status = 'assigned'")
+TOUCH_CLOCK_RUNNING = text("status IN ('accepted', 'assigned')")
+IN_QUEUE = text(f"status = '{QUEUED}'")
 
 
 class Rep(Base):
@@ -41,11 +45,12 @@ class Rep(Base):
 
 
 class Assignment(Base):
-    """A lead handed to a rep, with its SLA deadlines and where it stands."""
+    """A lead handed to a rep (or waiting in a team's queue for one), with its SLA deadlines and where it stands."""
 
     __tablename__ = "assignments"
     __table_args__ = (
-        # One open assignment per lead, whatever the code does: a second lead.qualified routed concurrently fails.
+        # One open or queued assignment per lead, whatever the code does: a second lead.qualified
+        # routed concurrently fails.
         Index(
             "uq_assignments_open_lead",
             "lead_id",
@@ -53,12 +58,25 @@ class Assignment(Base):
             postgresql_where=OPEN_ASSIGNMENT,
             sqlite_where=OPEN_ASSIGNMENT,
         ),
+        Index(
+            "ix_assignments_accept_due_at",
+            "accept_due_at",
+            postgresql_where=ACCEPT_CLOCK_RUNNING,
+            sqlite_where=ACCEPT_CLOCK_RUNNING,
+        ),
+        Index(
+            "ix_assignments_touch_due_at",
+            "touch_due_at",
+            postgresql_where=TOUCH_CLOCK_RUNNING,
+            sqlite_where=TOUCH_CLOCK_RUNNING,
+        ),
+        Index("ix_assignments_queued", "seq", postgresql_where=IN_QUEUE, sqlite_where=IN_QUEUE),
     )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True)
     lead_id: Mapped[str] = mapped_column(String(64), index=True)
-    rep_id: Mapped[str] = mapped_column(String(100), index=True)
+    rep_id: Mapped[str | None] = mapped_column(String(100), index=True)
     team: Mapped[str | None] = mapped_column(String(100))
     rule: Mapped[str] = mapped_column(String(200))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
@@ -67,14 +85,20 @@ class Assignment(Base):
     decision: Mapped[dict[str, Any]] = mapped_column(_JSON)
     reason: Mapped[str | None] = mapped_column(String(500))
     amount: Mapped[float | None] = mapped_column(Numeric(14, 2))
-    accept_due_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    touch_due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    accept_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    touch_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    accept_at_risk_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    touch_at_risk_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sla_clock: Mapped[str] = mapped_column(String(16), default="business_hours")
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    fallback_team: Mapped[str | None] = mapped_column(String(100))
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class RoutingCursor(Base):
-    """Where round-robin stands; its row is locked while a lead is routed so replicas take turns."""
+    """The routing lock: its row is locked while leads are routed, so replicas take turns."""
 
     __tablename__ = "routing_cursors"
 
@@ -94,3 +118,42 @@ class RepWorkload(Base):
 
     rep_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     open_assignments: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Account(Base):
+    """A customer or target account: leads from its e-mail domain go to its owner when the owner can take them."""
+
+    __tablename__ = "accounts"
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner_rep_id: Mapped[str] = mapped_column(String(100), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RoutingRule(Base):
+    """A routing rule: conditions on a lead's attributes, the team and method it routes by, and its SLA."""
+
+    __tablename__ = "routing_rules"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    priority: Mapped[int] = mapped_column(Integer, unique=True)
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(_JSON, default=list)
+    team: Mapped[str | None] = mapped_column(String(100))
+    method: Mapped[str] = mapped_column(String(32))
+    sla: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    fallback_team: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RoutingPool(Base):
+    """Where a rule's rotation stands (a pool is named after its rule): the last rep chosen and the weights."""
+
+    __tablename__ = "routing_pools"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_rep_id: Mapped[str | None] = mapped_column(String(100))
+    current_weights: Mapped[dict[str, int]] = mapped_column(_JSON, default=dict)

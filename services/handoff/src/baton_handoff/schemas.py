@@ -16,7 +16,7 @@ from baton.events import AssignmentStatus, RoutingAttributes, Timestamp
 RepStatus = Literal["available", "away", "ooo"]
 Segment = Literal["smb", "mid", "ent"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-AssignmentState = Literal["assigned", "reassigned"] | AssignmentStatus
+AssignmentState = Literal["queued", "assigned", "reassigned"] | AssignmentStatus
 
 MAX_TERRITORIES = 250  # about as many as ISO 3166 has codes
 MAX_SHIFTS_PER_DAY = 8
@@ -128,7 +128,7 @@ class AssignmentOut(BaseModel):
 
     assignment_id: str
     lead_id: str
-    rep_id: str
+    rep_id: str | None
     team: str | None
     rule: str
     attempt: int
@@ -136,8 +136,8 @@ class AssignmentOut(BaseModel):
     reason: str | None
     amount: Decimal | None
     lead: RoutingAttributes
-    accept_due_at: datetime
-    touch_due_at: datetime
+    accept_due_at: datetime | None
+    touch_due_at: datetime | None
     created_at: datetime
     updated_at: datetime
 

@@ -326,7 +326,7 @@ async def record_status(
     )
     if moved is None:
         raise Conflict(f"assignment {assignment.id} is no longer {current}: another report changed it first")
-    if closes(current, status):
+    if closes(current, status) and assignment.rep_id is not None:
         await _count_closed(session, assignment.rep_id)
     add_event(
         session,
