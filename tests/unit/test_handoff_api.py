@@ -127,7 +127,7 @@ async def open_counts(handoff: Handoff) -> tuple[dict[str, int], dict[str, int]]
             (
                 await session.execute(
                     select(Assignment.rep_id, func.count())
-                    .where(Assignment.status.in_(OPEN_STATUSES))
+                    .where(Assignment.status.in_(OPEN_STATUSES), Assignment.rep_id.is_not(None))
                     .group_by(Assignment.rep_id)
                 )
             ).all()
@@ -222,7 +222,7 @@ def failing_fields(response: httpx.Response) -> set[str]:
 
 async def report_all_at_once(handoff: Handoff, reports: Sequence[tuple[str, str]]) -> list[httpx.Response]:
     """Sends every (assignment_id, type) report concurrently."""
-    return list(await asyncio.gather(*(handoff.report(a, {"type": t, "reason": "x"}) for a, t in reports)))
+    return list(await asyncio.gather(*(handoff.report(a, {"type": t, "reason": "not_a_fit"}) for a, t in reports)))
 
 
 async def one_report_wins_per_assignment(handoff: Handoff, pairs: int) -> list[str]:
@@ -426,9 +426,13 @@ async def test_patch_changes_only_the_fields_it_names(handoff: Handoff) -> None:
     }
 
 
-async def test_deleted_rep_is_gone_and_its_assignments_stay(handoff: Handoff) -> None:
+async def test_deleted_rep_is_gone_and_its_closed_assignments_stay(handoff: Handoff) -> None:
     await handoff.add_reps(ANA)
     await handoff.route(qualified())
+    [assignment] = await handoff.assignments()
+    assert (
+        await handoff.report(assignment["assignment_id"], {"type": "rejected", "reason": "other"})
+    ).status_code == 200
 
     deleted = await handoff.client.delete("/v1/reps/rep-ana", headers=handoff.admin)
     again = await handoff.client.delete("/v1/reps/rep-ana", headers=handoff.admin)
@@ -436,7 +440,7 @@ async def test_deleted_rep_is_gone_and_its_assignments_stay(handoff: Handoff) ->
     assert deleted.status_code == 204
     assert_problem(again, 404)
     assert_problem(await handoff.client.get("/v1/reps/rep-ana", headers=handoff.admin), 404)
-    assert [a["rep_id"] for a in await handoff.assignments()] == ["rep-ana"]
+    assert [(a["rep_id"], a["status"]) for a in await handoff.assignments()] == [("rep-ana", "rejected")]
 
 
 # assignments: who sees what
@@ -596,16 +600,18 @@ async def test_accept_and_reject_at_the_same_moment_on_sqlite_one_wins(settings:
 async def test_a_closed_assignment_frees_its_reps_capacity(handoff: Handoff, closing: list[str]) -> None:
     await handoff.add_reps({**ANA, "capacity": 1})
     await handoff.route(qualified("lead-1"), qualified("lead-2"))
-    [first] = await handoff.assignments()
+    [first] = await handoff.assignments(status="assigned")
 
     for status in closing:
-        answer = await handoff.report(first["assignment_id"], {"type": status, "reason": "x"})
+        answer = await handoff.report(first["assignment_id"], {"type": status, "reason": "other"})
         assert answer.status_code == 200, answer.text
     await handoff.route(qualified("lead-3"))
 
-    assert [(a["lead_id"], a["status"]) for a in await handoff.assignments()] == [
-        ("lead-1", closing[-1]),
-        ("lead-3", "assigned"),
+    # lead-2 waited in the queue and took the capacity the closing freed; lead-3 waits now.
+    assert [(a["lead_id"], a["rep_id"], a["status"]) for a in await handoff.assignments()] == [
+        ("lead-1", "rep-ana", closing[-1]),
+        ("lead-2", "rep-ana", "assigned"),
+        ("lead-3", None, "queued"),
     ]
     kept, counted = await open_counts(handoff)
     assert kept == counted == {"rep-ana": 1}
@@ -619,10 +625,10 @@ async def test_leads_routed_in_one_transaction_take_turns_and_count_against_capa
         assigned = [(a["lead_id"], a["rep_id"]) for a in await handoff.assignments()]
         kept, counted = await open_counts(handoff)
 
-    assert assigned == [("lead-0", "rep-ana"), ("lead-1", "rep-ben"), ("lead-2", "rep-ben")]
+    assert assigned == [("lead-0", "rep-ana"), ("lead-1", "rep-ben"), ("lead-2", "rep-ben"), ("lead-3", None)]
     assert kept == counted == {"rep-ana": 1, "rep-ben": 2}
-    recycled = await written_events(settings, "baton.lead.recycled.v1")
-    assert [event.subject for event in recycled] == ["lead-3"]
+    assigned_events = await written_events(settings, LeadAssigned.event_type)
+    assert sorted(event.subject for event in assigned_events) == ["lead-0", "lead-1", "lead-2"]
 
 
 async def test_the_same_lead_qualified_twice_in_one_transaction_is_assigned_once(settings: HandoffSettings) -> None:
@@ -639,7 +645,7 @@ async def test_a_recycled_lead_that_qualifies_again_gets_a_new_assignment(handof
     await handoff.add_reps(ANA)
     await handoff.route(qualified("lead-1"))
     [first] = await handoff.assignments()
-    rejected = await handoff.report(first["assignment_id"], {"type": "rejected", "reason": "not our market"})
+    rejected = await handoff.report(first["assignment_id"], {"type": "rejected", "reason": "not_a_fit"})
 
     await handoff.route(qualified("lead-1"))
 

@@ -7,7 +7,8 @@ from fastapi import FastAPI
 from baton.events import Clock, utcnow
 from baton.runtime import ServiceSpec
 from baton.web import create_service_app
-from baton_handoff.api import assignments, audit, reps
+from baton_handoff import service
+from baton_handoff.api import accounts, assignments, audit, reps, routing_rules
 from baton_handoff.consumers import make_handlers
 from baton_handoff.settings import HandoffSettings
 
@@ -21,10 +22,12 @@ def create_app(settings: HandoffSettings | None = None, *, clock: Clock = utcnow
         migrations="baton_handoff:migrations",
         consumers={"handoff": make_handlers(settings)},
     )
-    return create_service_app(
+    app = create_service_app(
         spec,
         settings,
-        [reps.router, assignments.router, audit.router],
+        [reps.router, accounts.router, routing_rules.router, assignments.router, audit.router],
         description="Routes MQLs to reps with SLA deadlines and serves the sales tools' API.",
         clock=clock,
     )
+    service.configure_routing(app.state.runtime.sessions, settings)
+    return app

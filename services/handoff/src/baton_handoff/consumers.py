@@ -11,16 +11,13 @@ from baton_handoff.settings import HandoffSettings
 
 
 def make_handlers(settings: HandoffSettings) -> dict[str, EventHandler]:
-    """Builds handoff's handlers around its SLA settings."""
+    """Builds handoff's handlers; the default rule's SLA comes from ``settings`` through the session."""
 
     async def on_lead_qualified(event: Incoming[LeadQualified], session: AsyncSession) -> None:
-        """Routes a new MQL to a rep."""
-        await assign_lead(
-            session,
-            qualified=event.data,
-            now=event.now,
-            accept_within=settings.accept_within,
-            touch_within=settings.touch_within,
-        )
+        """Routes a new MQL by the routing rules, to a rep or to the fallback queue."""
+        qualified = event.data
+        # Score and grade are kept with the lead: rules test them, and a simulation replays them.
+        lead = {**qualified.lead.model_dump(mode="json"), "score": qualified.score, "fit_grade": qualified.fit_grade}
+        await assign_lead(session, lead_id=qualified.lead_id, lead=lead, now=event.now)
 
     return handlers(on_lead_qualified)

@@ -1,6 +1,7 @@
 """handoff settings."""
 
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import Field
 
@@ -11,5 +12,18 @@ class HandoffSettings(Settings):
     """handoff's settings: the shared ones with its port and default SLA."""
 
     port: int = Field(8003, description="Port handoff listens on.")
-    accept_within: timedelta = Field(timedelta(hours=1), description="Default time a rep has to accept a lead.")
-    touch_within: timedelta = Field(timedelta(hours=24), description="Default time a rep has to first touch a lead.")
+    accept_within: timedelta = Field(
+        timedelta(hours=1), description="Time a rep has to accept a lead routed by the default rule (no rule matched)."
+    )
+    touch_within: timedelta = Field(
+        timedelta(hours=24), description="Time a rep has to first touch a lead routed by the default rule."
+    )
+    sla_clock: Literal["business_hours", "wall_clock"] = Field(
+        "business_hours",
+        description="How the default rule's SLA counts: in the rep's working hours, or on the wall clock.",
+    )
+    reject_reasons: list[str] = Field(
+        ["not_a_fit", "bad_contact_data", "duplicate", "no_budget", "other"],
+        min_length=1,
+        description="The reasons sales may give for rejecting a lead (a JSON list); any other is refused.",
+    )

@@ -14,10 +14,10 @@ router = APIRouter(prefix="/v1/reps", tags=["reps"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_rep(body: RepIn, session: SessionDep, now: NowDep, _: AdminDep) -> RepOut:
+async def create_rep(body: RepIn, session: SessionDep, now: NowDep, principal: AdminDep) -> RepOut:
     """Adds a rep; an existing rep_id answers 409."""
     async with session.begin():
-        rep = await service.create_rep(session, rep_in=body, now=now)
+        rep = await service.create_rep(session, rep_in=body, principal=principal, now=now)
     return RepOut.model_validate(rep)
 
 
@@ -40,16 +40,18 @@ async def get_rep(rep_id: str, session: SessionDep, _: AdminDep) -> RepOut:
 
 
 @router.patch("/{rep_id}")
-async def update_rep(rep_id: str, body: RepPatch, session: SessionDep, now: NowDep, _: AdminDep) -> RepOut:
+async def update_rep(rep_id: str, body: RepPatch, session: SessionDep, now: NowDep, principal: AdminDep) -> RepOut:
     """Changes a rep: status, capacity, team, …; null clears what a rep may lack (email, team, hours, ooo_until)."""
     async with session.begin():
-        rep = await service.update_rep(session, rep_id=rep_id, patch=body, now=now)
+        rep = await service.update_rep(session, rep_id=rep_id, patch=body, principal=principal, now=now)
     return RepOut.model_validate(rep)
 
 
 @router.delete("/{rep_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_rep(rep_id: str, session: SessionDep, _: AdminDep) -> Response:
-    """Removes a rep; their assignments stay."""
+async def delete_rep(
+    rep_id: str, session: SessionDep, now: NowDep, principal: AdminDep, reassign: bool = False
+) -> Response:
+    """Removes a rep; one holding open assignments answers 409 unless ``?reassign=true`` routes them again."""
     async with session.begin():
-        await service.delete_rep(session, rep_id=rep_id)
+        await service.delete_rep(session, rep_id=rep_id, reassign=reassign, principal=principal, now=now)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
