@@ -516,14 +516,23 @@ def _write_routing_turn(session: Session) -> None:
                 set_={"last_rep_id": pools.excluded.last_rep_id, "current_weights": pools.excluded.current_weights},
             )
         )
-    changed = sorted((rep_id, n) for rep_id, n in turn.opened.items() if n)
-    if changed:
-        counts = _insert(session)(RepWorkload).values([{"rep_id": r, "open_assignments": n} for r, n in changed])
+    opened = sorted((rep_id, n) for rep_id, n in turn.opened.items() if n > 0)
+    if opened:
+        counts = _insert(session)(RepWorkload).values([{"rep_id": r, "open_assignments": n} for r, n in opened])
         session.execute(
             counts.on_conflict_do_update(
                 index_elements=[RepWorkload.rep_id],
                 set_={"open_assignments": RepWorkload.open_assignments + counts.excluded.open_assignments},
             )
+        )
+    # A row proposed for insert must pass the count's check before its conflict turns it into an update,
+    # so counts that went down (every rep has a row) are updated in place.
+    for rep_id, n in sorted((rep_id, n) for rep_id, n in turn.opened.items() if n < 0):
+        session.execute(
+            update(RepWorkload)
+            .where(RepWorkload.rep_id == rep_id)
+            .values(open_assignments=RepWorkload.open_assignments + n)
+            .execution_options(synchronize_session=False)
         )
 
 
