@@ -15,6 +15,7 @@ from baton_handoff.domain import OPEN_STATUSES
 from baton_handoff.settings import HandoffSettings
 from tests.unit.test_handoff_api import (
     ANA,
+    LONG_SLA,
     Handoff,
     assert_one_status_change_each,
     failing_fields,
@@ -36,7 +37,7 @@ CAI = {**ANA, "rep_id": "rep-cai", "name": "Cai", "team": "amer"}
 
 @pytest.fixture
 async def settings(tmp_path: Path, fresh_database: Callable[[str], Awaitable[str]]) -> HandoffSettings:
-    return HandoffSettings(data_dir=tmp_path, database_url=await fresh_database("handoff"))
+    return HandoffSettings(data_dir=tmp_path, database_url=await fresh_database("handoff"), **LONG_SLA)
 
 
 async def test_accept_and_reject_at_the_same_moment_on_postgresql_one_wins(settings: HandoffSettings) -> None:

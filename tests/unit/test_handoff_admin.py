@@ -14,6 +14,7 @@ from baton_handoff.settings import HandoffSettings
 from tests.unit.conftest import assert_problem
 from tests.unit.test_handoff_api import (
     ANA,
+    LONG_SLA,
     NOW,
     ROUTED_AT,
     Handoff,
@@ -27,7 +28,7 @@ from tests.unit.test_handoff_api import (
 BEN = {**ANA, "rep_id": "rep-ben", "name": "Ben"}
 CAI = {**ANA, "rep_id": "rep-cai", "name": "Cai", "team": "amer", "territories": ["US"]}
 ACCOUNT = {"domain": "acme.com", "name": "Acme", "owner_rep_id": "rep-ana"}
-SLA = {"accept_within": "PT15M", "touch_within": "PT4H", "clock": "wall_clock"}
+SLA = {"accept_within": "PT2H", "touch_within": "PT8H", "clock": "wall_clock"}
 US_RULE = {
     "name": "us-inbound",
     "priority": 10,
@@ -42,7 +43,9 @@ US_RULE = {
 
 @pytest.fixture
 def settings(tmp_path: Path) -> HandoffSettings:
-    return HandoffSettings(data_dir=tmp_path)
+    # Two hours to accept by default: the tests route an hour before their clock's now, which the SLA
+    # scheduler must leave alone.
+    return HandoffSettings(data_dir=tmp_path, accept_within=timedelta(hours=2))
 
 
 @pytest.fixture
@@ -206,7 +209,7 @@ async def test_leads_matching_a_rule_go_to_its_team_with_its_sla_and_the_rest_by
         "us-inbound",
         2,
     )
-    assert routed["lead-us"]["accept_due_at"] == (ROUTED_AT + timedelta(minutes=15)).isoformat().replace("+00:00", "Z")
+    assert routed["lead-us"]["accept_due_at"] == (ROUTED_AT + timedelta(hours=2)).isoformat().replace("+00:00", "Z")
     assert (routed["lead-de"]["rep_id"], routed["lead-de"]["rule"]) == ("rep-ana", "default")
     assert routed["lead-us"]["lead"]["score"] == 80 and routed["lead-us"]["lead"]["fit_grade"] == "A"
 
@@ -353,14 +356,14 @@ async def test_a_team_lead_hands_a_queued_lead_to_a_rep_who_gets_fresh_deadlines
             "rep-ben",
             "emea",
         )
-        assert shown["accept_due_at"] == (NOW + timedelta(minutes=15)).isoformat().replace("+00:00", "Z")
+        assert shown["accept_due_at"] == (NOW + timedelta(hours=2)).isoformat().replace("+00:00", "Z")
         assert "not queued" in assert_problem(again, 409)["detail"]
         assert await audited(handoff, "assignment") == [("update", queued)]
         kept, counted = await open_counts(handoff)
         assert kept == counted == {"rep-ben": 1}
     assigned = [LeadAssigned.model_validate(e.data) for e in await written_events(settings, LeadAssigned.event_type)]
     assert [(a.lead_id, a.assignment_id, a.rep_id, a.accept_due_at) for a in assigned] == [
-        ("lead-1", queued, "rep-ben", NOW + timedelta(minutes=15))
+        ("lead-1", queued, "rep-ben", NOW + timedelta(hours=2))
     ]
 
 
@@ -458,8 +461,9 @@ async def test_a_decision_names_only_the_callers_team_and_is_hidden_from_other_r
 
 async def test_at_risk_shows_once_80_percent_of_a_running_clock_has_passed(handoff: Handoff) -> None:
     await handoff.add_reps(ANA)
-    # The default rule: an hour to accept. Now is 50 minutes after one lead was routed and 10 after the other.
-    await handoff.route(qualified("lead-early"), at=NOW - timedelta(minutes=50))
+    # The default rule: two hours to accept, at risk after 96 minutes. Now is 100 minutes after one lead
+    # was routed and 10 after the other.
+    await handoff.route(qualified("lead-early"), at=NOW - timedelta(minutes=100))
     await handoff.route(qualified("lead-late"), at=NOW - timedelta(minutes=10))
 
     shown = {a["lead_id"]: a["at_risk"] for a in await handoff.assignments()}
@@ -484,7 +488,7 @@ async def test_a_rejection_without_a_known_reason_is_refused_naming_reason(hando
 
 
 async def test_a_rejection_recycles_the_lead_with_its_reason(tmp_path: Path) -> None:
-    settings = HandoffSettings(data_dir=tmp_path, reject_reasons=["wrong_region", "student"])
+    settings = HandoffSettings(data_dir=tmp_path, reject_reasons=["wrong_region", "student"], **LONG_SLA)
     async with running_handoff(settings) as handoff:
         await handoff.add_reps(ANA)
         await handoff.route(qualified("lead-1"))

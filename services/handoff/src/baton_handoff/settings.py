@@ -22,6 +22,10 @@ class HandoffSettings(Settings):
         "business_hours",
         description="How the default rule's SLA counts: in the rep's working hours, or on the wall clock.",
     )
+    sla_tick_seconds: float = Field(
+        0.5, gt=0, le=60, description="How often the SLA scheduler looks for deadlines that have passed."
+    )
+    sla_batch_size: int = Field(100, ge=1, le=10_000, description="How many breaches one SLA tick acts on at most.")
     reject_reasons: list[str] = Field(
         ["not_a_fit", "bad_contact_data", "duplicate", "no_budget", "other"],
         min_length=1,
