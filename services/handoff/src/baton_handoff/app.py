@@ -9,6 +9,7 @@ from baton.runtime import ServiceSpec
 from baton.web import create_service_app
 from baton_handoff import service
 from baton_handoff.api import accounts, assignments, audit, reps, routing_rules
+from baton_handoff.api import simulate as simulate_api
 from baton_handoff.consumers import make_handlers
 from baton_handoff.settings import HandoffSettings
 
@@ -25,7 +26,7 @@ def create_app(settings: HandoffSettings | None = None, *, clock: Clock = utcnow
     app = create_service_app(
         spec,
         settings,
-        [reps.router, accounts.router, routing_rules.router, assignments.router, audit.router],
+        [reps.router, accounts.router, routing_rules.router, simulate_api.router, assignments.router, audit.router],
         description="Routes MQLs to reps with SLA deadlines and serves the sales tools' API.",
         clock=clock,
     )
