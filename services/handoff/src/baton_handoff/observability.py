@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
 from baton.runtime import ServiceRuntime
-from baton_handoff.domain import QUEUED
-from baton_handoff.models import Assignment, Rep, RepWorkload
+from baton_handoff.models import ACCEPT_CLOCK_RUNNING, IN_QUEUE, TOUCH_CLOCK_RUNNING, Assignment, Rep, RepWorkload
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +35,6 @@ SLA_AT_RISK = Gauge(
 )
 QUEUE_DEPTH = Gauge("baton_handoff_queue_depth", "Leads waiting in a team's fallback queue.", ["team"])
 
-_ACCEPT_CLOCK_RUNNING = ("assigned",)
-_TOUCH_CLOCK_RUNNING = ("assigned", "accepted")
 _PENDING = "baton_handoff.after_commit"
 
 
@@ -96,13 +93,13 @@ async def gauge_readings(session: AsyncSession, *, now: datetime) -> dict[str, d
         open_assignments[rep_id] = held
         teams[team or NO_TEAM] = 0
     at_risk_now = or_(
-        and_(Assignment.status.in_(_ACCEPT_CLOCK_RUNNING), Assignment.accept_at_risk_at <= now),
-        and_(Assignment.status.in_(_TOUCH_CLOCK_RUNNING), Assignment.touch_at_risk_at <= now),
+        and_(ACCEPT_CLOCK_RUNNING, Assignment.accept_at_risk_at <= now),
+        and_(TOUCH_CLOCK_RUNNING, Assignment.touch_at_risk_at <= now),
     )
     at_risk = dict(teams)
     at_risk.update(await _per_team(session, at_risk_now))
     queued = dict(teams)
-    queued.update(await _per_team(session, Assignment.status == QUEUED))
+    queued.update(await _per_team(session, IN_QUEUE))
     return {"open_assignments": open_assignments, "sla_at_risk": at_risk, "queue_depth": queued}
 
 
