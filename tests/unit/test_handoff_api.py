@@ -19,6 +19,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, func, select, text
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.exc import IntegrityError
 
 from baton.auth import issue_token
@@ -165,9 +166,16 @@ async def insert_assignments(settings: HandoffSettings, rows: Sequence[tuple[str
                     text(
                         "INSERT INTO assignments (id, lead_id, rep_id, rule, attempt, status, lead, decision, "
                         "accept_due_at, touch_due_at, created_at, updated_at) VALUES (:id, :lead_id, :rep_id, "
-                        "'default', 1, :status, '{}', '{}', :now, :now, :now, :now)"
+                        "'default', 1, :status, '{}', '{}', :due, :due, :now, :now)"
                     ),
-                    {"id": new_id(), "lead_id": lead_id, "rep_id": rep_id, "status": status, "now": ROUTED_AT},
+                    {
+                        "id": new_id(),
+                        "lead_id": lead_id,
+                        "rep_id": rep_id,
+                        "status": status,
+                        "now": ROUTED_AT,
+                        "due": ROUTED_AT + LONG_SLA["accept_within"],
+                    },
                 )
     finally:
         await engine.dispose()
@@ -631,6 +639,50 @@ async def test_leads_routed_in_one_transaction_take_turns_and_count_against_capa
     assert kept == counted == {"rep-ana": 1, "rep-ben": 2}
     assigned_events = await written_events(settings, LeadAssigned.event_type)
     assert sorted(event.subject for event in assigned_events) == ["lead-0", "lead-1", "lead-2"]
+
+
+async def statements_to_route(handoff: Handoff, leads: int) -> int:
+    """How many SQL statements routing ``leads`` MQLs in one transaction sends on its connection, commit included."""
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    handler = handoff.runtime.spec.consumers["handoff"][LeadQualified.event_type]
+    async with handoff.runtime.sessions() as session:
+        async with session.begin():
+            # Only this session's connection: the service's workers use the same engine meanwhile.
+            connection = (await session.connection()).sync_connection
+            assert connection is not None
+            sqlalchemy_event.listen(connection, "before_cursor_execute", count)
+            for _ in range(leads):
+                event_in = Incoming(id=new_id(), source="/baton/scoring", time=NOW, data=qualified(), now=NOW)
+                await handler(event_in, session)
+        sqlalchemy_event.remove(connection, "before_cursor_execute", count)
+    return len(sent)
+
+
+async def test_routing_a_batch_costs_one_statement_per_lead_beyond_a_fixed_few(handoff: Handoff) -> None:
+    await handoff.add_reps(*({**ANA, "rep_id": f"rep-{n}", "weight": n, "capacity": 1000} for n in range(1, 4)))
+    await handoff.client.post(
+        "/v1/routing-rules",
+        json={
+            "name": "de",
+            "priority": 1,
+            "conditions": [{"field": "country", "op": "eq", "value": "DE"}],
+            "team": "emea",
+            "method": "weighted",
+            "sla": {"accept_within": "P30D", "touch_within": "P60D"},
+        },
+        headers=handoff.admin,
+    )
+
+    small = await statements_to_route(handoff, 10)
+    large = await statements_to_route(handoff, 61)
+
+    # Per lead: the assignment's insert and its lead.assigned outbox row (one multi-row insert on PostgreSQL).
+    assert large - small == 2 * 51
+    assert small - 2 * 10 <= 8
 
 
 async def test_the_same_lead_qualified_twice_in_one_transaction_is_assigned_once(settings: HandoffSettings) -> None:

@@ -1,119 +1,22 @@
-"""Routing and the assignment lifecycle as pure functions."""
+"""The assignment lifecycle as pure functions."""
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from baton.errors import Conflict
 from baton_handoff.domain import (
-    Candidate,
+    LEAD_HOLDING_STATUSES,
+    OPEN_STATUSES,
     InvalidReport,
     check_occurred_at,
     check_transition,
     closes,
-    route_round_robin,
 )
 
 NOW = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
-
-
-def rep(
-    rep_id: str,
-    *,
-    status: str = "available",
-    capacity: int = 10,
-    open_assignments: int = 0,
-    ooo_until: datetime | None = None,
-) -> Candidate:
-    return Candidate(
-        rep_id=rep_id, status=status, capacity=capacity, open_assignments=open_assignments, ooo_until=ooo_until
-    )
-
-
-@pytest.mark.parametrize(
-    ("last_rep_id", "chosen"),
-    [(None, "ana"), ("ana", "ben"), ("ben", "cai"), ("cai", "ana"), ("bea", "ben"), ("zoe", "ana")],
-)
-def test_round_robin_takes_the_next_rep_in_rep_id_order_and_wraps(last_rep_id: str | None, chosen: str) -> None:
-    candidates = [rep("cai"), rep("ana"), rep("ben")]
-
-    decision = route_round_robin(candidates, last_rep_id=last_rep_id, now=NOW)
-
-    assert decision.chosen == chosen
-    assert decision.candidates == ["ana", "ben", "cai"]
-    assert decision.method == "round_robin"
-
-
-def test_round_robin_skips_unavailable_reps_and_says_why() -> None:
-    candidates = [
-        rep("a-away", status="away"),
-        rep("b-ooo", status="ooo"),
-        rep("c-back-later", ooo_until=NOW + timedelta(days=2)),
-        rep("d-full", capacity=5, open_assignments=5),
-        rep("e-free"),
-    ]
-
-    decision = route_round_robin(candidates, last_rep_id=None, now=NOW)
-
-    assert decision.chosen == "e-free"
-    assert decision.skipped == {
-        "a-away": "away",
-        "b-ooo": "out of office",
-        "c-back-later": "out of office",
-        "d-full": "at capacity (5/5)",
-    }
-
-
-def test_rep_whose_time_off_has_ended_is_eligible_again() -> None:
-    decision = route_round_robin([rep("ana", ooo_until=NOW - timedelta(minutes=1))], last_rep_id=None, now=NOW)
-
-    assert decision.chosen == "ana"
-    assert decision.skipped == {}
-
-
-def test_nobody_is_chosen_when_no_rep_is_eligible() -> None:
-    candidates = [rep("ana", status="away"), rep("ben", capacity=0), rep("cai", status="ooo")]
-
-    decision = route_round_robin(candidates, last_rep_id="ana", now=NOW)
-
-    assert decision.chosen is None
-    assert set(decision.skipped) == {"ana", "ben", "cai"}
-
-
-def test_nobody_is_chosen_when_there_are_no_reps() -> None:
-    decision = route_round_robin([], last_rep_id=None, now=NOW)
-
-    assert decision.chosen is None
-    assert decision.as_dict()["candidates"] == []
-
-
-def test_decision_explains_itself_as_stored() -> None:
-    decision = route_round_robin([rep("ana", status="away"), rep("ben")], last_rep_id=None, now=NOW)
-
-    assert decision.as_dict() == {
-        "rule": "default",
-        "method": "round_robin",
-        "candidates": ["ana", "ben"],
-        "skipped": [{"rep_id": "ana", "reason": "away"}],
-        "chosen": "ben",
-    }
-
-
-def test_a_thousand_routings_over_five_equal_reps_give_each_exactly_two_hundred() -> None:
-    candidates = [rep(f"rep-{n}", capacity=10_000) for n in range(5)]
-    last_rep_id: str | None = None
-    chosen: Counter[str] = Counter()
-
-    for _ in range(1_000):
-        decision = route_round_robin(candidates, last_rep_id=last_rep_id, now=NOW)
-        assert decision.chosen is not None
-        chosen[decision.chosen] += 1
-        last_rep_id = decision.chosen
-
-    assert chosen == dict.fromkeys((c.rep_id for c in candidates), 200)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +54,19 @@ def test_skipping_or_going_back_in_the_lifecycle_is_a_conflict(current: str, req
     assert caught.value.status == 409
 
 
-@pytest.mark.parametrize("closed", ["won", "lost", "rejected"])
+@pytest.mark.parametrize("requested", ["accepted", "rejected", "contacted", "won"])
+def test_a_queued_lead_has_no_rep_to_report_on(requested: str) -> None:
+    with pytest.raises(Conflict, match=f"queued cannot become {requested}"):
+        check_transition("queued", requested)
+
+
+def test_a_queued_assignment_holds_its_lead_but_no_reps_capacity() -> None:
+    assert "queued" in LEAD_HOLDING_STATUSES
+    assert "queued" not in OPEN_STATUSES
+    assert LEAD_HOLDING_STATUSES - OPEN_STATUSES == {"queued"}
+
+
+@pytest.mark.parametrize("closed", ["won", "lost", "rejected", "reassigned"])
 @pytest.mark.parametrize("requested", ["accepted", "contacted", "qualified", "won", "lost", "rejected"])
 def test_closed_assignment_cannot_change_status(closed: str, requested: str) -> None:
     with pytest.raises(Conflict, match="closed"):
