@@ -162,7 +162,7 @@ async def stored_assignments(engine: AsyncEngine) -> list[tuple[str, str, str | 
         rows = await conn.execute(
             select(Assignment.lead_id, Assignment.id, Assignment.rep_id, Assignment.status).order_by(Assignment.seq)
         )
-        return list(rows.tuples())
+        return [(lead_id, id_, rep_id, status) for lead_id, id_, rep_id, status in rows]
 
 
 async def kept_workloads(engine: AsyncEngine) -> dict[str, int]:
