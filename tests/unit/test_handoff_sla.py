@@ -6,6 +6,7 @@ by calling ``run_due`` with a later ``now``, as the scheduler does on every tick
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,8 @@ from baton_handoff.app import create_app
 from baton_handoff.service import get_assignment
 from baton_handoff.settings import HandoffSettings
 from baton_handoff.sla import SlaRisk, act_on_breach, at_risk_counts, attempts_left, breached_sla, run_due
+from tests.conftest import LogSignal
+from tests.unit.conftest import READ_TIMEOUT_SECONDS
 from tests.unit.test_handoff_api import NOW, Handoff, qualified, written_events
 
 ACCEPT_WITHIN = timedelta(seconds=2)
@@ -276,6 +279,21 @@ async def test_breaches_of_many_leads_due_at_once_are_each_acted_on_once(setting
     assert [len(fired), last] == [12, []]
     assert sorted(b.lead_id for b in fired) == sorted(leads)
     assert held == dict.fromkeys(leads, 1)
+
+
+async def test_the_scheduler_acts_on_its_own_once_its_clock_passes_a_deadline(settings: HandoffSettings) -> None:
+    clock = [NOW]
+    with LogSignal("baton_handoff.sla", "sla breaches acted on") as acted:
+        async with started(settings, ANA, BEN, clock=lambda: clock[0]) as handoff:
+            await handoff.route(qualified("lead-1"), at=NOW)
+            clock[0] = ACCEPT_DUE
+            async with asyncio.timeout(READ_TIMEOUT_SECONDS):
+                await acted.seen.wait()
+            after = await assignments_of(handoff, "lead-1")
+
+    assert [(a["attempt"], a["status"]) for a in after] == [(1, "reassigned"), (2, "assigned")]
+    [published] = breaches(await written_events(settings, SlaBreached.event_type))
+    assert (published.assignment_id, published.breached_at) == (after[0]["assignment_id"], ACCEPT_DUE)
 
 
 # at risk

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from baton.events import Clock, utcnow
 from baton.runtime import ServiceSpec
 from baton.web import create_service_app
-from baton_handoff import service
+from baton_handoff import service, sla
 from baton_handoff.api import accounts, assignments, audit, reps, routing_rules
 from baton_handoff.api import simulate as simulate_api
 from baton_handoff.consumers import make_handlers
@@ -22,6 +22,7 @@ def create_app(settings: HandoffSettings | None = None, *, clock: Clock = utcnow
         database="baton_handoff",
         migrations="baton_handoff:migrations",
         consumers={"handoff": make_handlers(settings)},
+        workers=[sla.sla_scheduler],
     )
     app = create_service_app(
         spec,
