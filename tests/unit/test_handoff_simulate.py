@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,15 +151,21 @@ async def test_leads_no_rep_of_the_proposed_team_can_take_are_counted_queued(han
 
 
 async def test_working_hours_apply_as_they_did_when_each_lead_was_routed(handoff: Handoff) -> None:
-    # ROUTED_AT is 08:00 UTC on a Monday and NOW 09:00: Ana's day had not begun when the lead came in.
-    await handoff.add_reps({**ANA, "working_hours": {"mon": [["09:00", "17:00"]]}}, BEN)
-    await handoff.route(qualified(country="DE"), at=ROUTED_AT)
+    # NOW is 11:00 on Monday in Berlin, inside Ana's hours: leads that came in outside them find her off work.
+    await handoff.add_reps({**ANA, "timezone": "Europe/Berlin", "working_hours": {"mon": [["09:00", "17:00"]]}}, BEN)
+    for at in (
+        datetime(2030, 6, 2, 10, 0, tzinfo=UTC),  # Sunday, no shift
+        datetime(2030, 6, 3, 6, 30, tzinfo=UTC),  # 08:30 in Berlin
+        datetime(2030, 6, 3, 7, 0, tzinfo=UTC),  # 09:00 in Berlin, as her shift begins
+        datetime(2030, 6, 3, 8, 59, tzinfo=UTC),  # 10:59 in Berlin
+    ):
+        await handoff.route(qualified(country="DE"), at=at)
 
     answer = await simulated(handoff, [rule("germany", 1, country("eq", "DE"), team="emea", method="round_robin")])
 
-    assert answer["actual"]["by_rep"] == {"rep-ben": 1}
-    assert answer["proposed"]["queued"] == 1
-    assert answer["proposed"]["by_rep"] == {}
+    assert answer["actual"]["by_rep"] == {"rep-ana": 1, "rep-ben": 3}
+    assert answer["proposed"]["by_rep"] == {"rep-ana": 2}
+    assert answer["proposed"]["queued"] == 2
 
 
 async def test_reps_at_capacity_are_skipped_and_counted_as_capacity_hits(handoff: Handoff) -> None:

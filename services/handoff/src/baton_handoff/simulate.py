@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.errors import Unprocessable
+from baton_handoff.business_hours import WorkingHours, _shifts_between
 from baton_handoff.models import Account, Assignment, Rep, RepWorkload
 from baton_handoff.routing import PoolState, RepView, Rule, lead_attributes, route
 
@@ -218,7 +220,15 @@ def _replay(
     proposed = ProposedDistribution()
     workloads = dict(reps)
     pools: dict[str, PoolState] = {}
+    shift_changes = _shift_changes(reps.values(), replayed)
+    next_change = 0
     for mql in replayed:
+        # Each rep's hours stand in as "always" or "never" as they were at the lead's time: the same
+        # decisions, without working out every rep's week again for every lead.
+        while next_change < len(shift_changes) and shift_changes[next_change][0] <= mql.created_at:
+            _, rep_id, working = shift_changes[next_change]
+            workloads[rep_id] = replace(workloads[rep_id], working_hours=None if working else _NEVER)
+            next_change += 1
         decision = route(
             lead_attributes(mql.lead),
             rules=rules,
@@ -241,3 +251,30 @@ def _replay(
             team=None if chosen is None else chosen.team,
         )
     return proposed
+
+
+_NEVER: WorkingHours = {}
+"""Working hours with no shift: a rep who is not working at the moment."""
+
+
+def _shift_changes(reps: Iterable[RepView], replayed: Sequence[_Replayed]) -> list[tuple[datetime, str, bool]]:
+    """When each rep with working hours is working or not, from the first replayed lead to the last, in order."""
+    if not replayed:
+        return []
+    first, last = replayed[0].created_at, replayed[-1].created_at
+    changes: list[tuple[datetime, str, bool]] = []
+    for rep in reps:
+        if rep.working_hours is None:
+            continue
+        zone = ZoneInfo(rep.timezone)
+        # A day either side, so that shifts begun before the first lead or ending after the last are whole.
+        first_day = first.astimezone(zone).date() - timedelta(days=1)
+        days = (last.astimezone(zone).date() - first_day).days + 3
+        changes.append((first, rep.rep_id, False))
+        for begin, end in _shifts_between(first_day, days, rep.working_hours, zone):
+            if end > first:
+                changes.append((max(begin, first), rep.rep_id, True))
+                changes.append((end, rep.rep_id, False))
+    # Shifts come merged, so a rep never stops and starts at one instant, except at the first lead's time,
+    # where the stop that opens the timeline must come before a shift already under way.
+    return sorted(changes, key=lambda change: (change[0], change[2]))
