@@ -16,10 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
+import baton_handoff.sla
 from baton.events import Clock, LeadAssigned, SlaBreached
 from baton_handoff.app import create_app
-from baton_handoff.service import get_assignment
+from baton_handoff.models import Assignment
+from baton_handoff.service import assign_lead, get_assignment
 from baton_handoff.settings import HandoffSettings
 from baton_handoff.sla import SlaRisk, act_on_breach, at_risk_counts, attempts_left, breached_sla, run_due
 from tests.conftest import LogSignal
@@ -294,6 +297,26 @@ async def test_the_scheduler_acts_on_its_own_once_its_clock_passes_a_deadline(se
     assert [(a["attempt"], a["status"]) for a in after] == [(1, "reassigned"), (2, "assigned")]
     [published] = breaches(await written_events(settings, SlaBreached.event_type))
     assert (published.assignment_id, published.breached_at) == (after[0]["assignment_id"], ACCEPT_DUE)
+
+
+async def test_a_breach_that_cannot_be_acted_on_does_not_hold_back_the_others(
+    settings: HandoffSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def routing_that_fails_for_lead_1(session: AsyncSession, **route: Any) -> Assignment:
+        if route["lead_id"] == "lead-1":
+            raise RuntimeError("lead-1 cannot be routed")
+        return await assign_lead(session, **route)
+
+    monkeypatch.setattr(baton_handoff.sla, "assign_lead", routing_that_fails_for_lead_1)
+    async with started(settings, ANA, BEN) as handoff:
+        await handoff.route(qualified("lead-1"), qualified("lead-2"), at=NOW)
+
+        fired = await run_due(handoff.runtime.sessions, ACCEPT_DUE)
+        after = [(a["lead_id"], a["attempt"], a["status"]) for a in await handoff.assignments()]
+
+    assert [b.lead_id for b in fired] == ["lead-2"]
+    assert sorted(after) == [("lead-1", 1, "assigned"), ("lead-2", 1, "reassigned"), ("lead-2", 2, "assigned")]
+    assert [b.lead_id for b in breaches(await written_events(settings, SlaBreached.event_type))] == ["lead-2"]
 
 
 # at risk

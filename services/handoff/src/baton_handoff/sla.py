@@ -104,8 +104,15 @@ async def act_on_breach(session: AsyncSession, *, assignment: Assignment, now: d
     """Closes an assignment whose clock ran out, publishes ``sla.breached`` and routes the lead on or escalates it.
 
     Returns None, and changes nothing, when the assignment moved meanwhile (its rep accepted or made
-    contact at the last moment).
+    contact at the last moment). The breach is counted in the metrics once the transaction commits.
     """
+    event = await _close_and_route_on(session, assignment=assignment, now=now)
+    if event is not None:
+        observability.after_commit(session, partial(observability.breached, sla=event.sla, action=event.action))
+    return event
+
+
+async def _close_and_route_on(session: AsyncSession, *, assignment: Assignment, now: datetime) -> SlaBreached | None:
     breached = breached_sla(
         status=assignment.status,
         accept_due_at=assignment.accept_due_at,
@@ -175,16 +182,25 @@ async def act_on_due_breaches(session: AsyncSession, *, now: datetime, limit: in
         event = await act_on_breach(session, assignment=assignment, now=now)
         if event is not None:
             fired.append(event)
-            observability.after_commit(session, partial(observability.breached, sla=event.sla, action=event.action))
     return fired
 
 
 async def run_due(
     sessions: async_sessionmaker[AsyncSession], now: datetime, *, limit: int = DEFAULT_BATCH_SIZE
 ) -> list[SlaBreached]:
-    """One tick: acts on up to ``limit`` due breaches in one transaction, then drains the fallback queue."""
-    async with sessions() as session, session.begin():
-        fired = await act_on_due_breaches(session, now=now, limit=limit)
+    """One tick: acts on up to ``limit`` due breaches in one transaction, then drains the fallback queue.
+
+    A batch that fails for a reason that will not pass is tried again one breach per transaction, so
+    one breach that cannot be acted on does not hold back the others due after it.
+    """
+    try:
+        async with sessions() as session, session.begin():
+            fired = await act_on_due_breaches(session, now=now, limit=limit)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        logger.exception("acting on a batch of sla breaches failed; acting on them one at a time")
+        fired = await _act_one_at_a_time(sessions, now=now, limit=limit)
     if fired:
         logger.info(
             "sla breaches acted on",
@@ -192,6 +208,32 @@ async def run_due(
         )
     async with sessions() as session, session.begin():
         await drain_queue(session, now=now)
+    return fired
+
+
+async def _act_one_at_a_time(
+    sessions: async_sessionmaker[AsyncSession], *, now: datetime, limit: int
+) -> list[SlaBreached]:
+    async with sessions() as session:
+        due = [assignment.id for assignment in await claim_due(session, now=now, limit=limit)]
+    fired: list[SlaBreached] = []
+    for assignment_id in due:
+        try:
+            async with sessions() as session, session.begin():
+                assignment = await session.scalar(
+                    select(Assignment)
+                    .where(Assignment.id == assignment_id)
+                    .with_for_update(skip_locked=True)
+                    .execution_options(populate_existing=True)
+                )
+                event = None if assignment is None else await act_on_breach(session, assignment=assignment, now=now)
+        except Exception:
+            logger.exception(
+                "acting on an sla breach failed; trying again at the next tick", extra={"assignment_id": assignment_id}
+            )
+            continue
+        if event is not None:
+            fired.append(event)
     return fired
 
 
