@@ -7,9 +7,10 @@ from fastapi import FastAPI
 from baton.events import Clock, utcnow
 from baton.runtime import ServiceSpec
 from baton.web import create_service_app
-from baton_handoff import service, sla
+from baton_handoff import service, sla, webhooks
 from baton_handoff.api import accounts, assignments, audit, reps, routing_rules
 from baton_handoff.api import simulate as simulate_api
+from baton_handoff.api import webhooks as webhooks_api
 from baton_handoff.consumers import make_handlers
 from baton_handoff.settings import HandoffSettings
 
@@ -21,13 +22,21 @@ def create_app(settings: HandoffSettings | None = None, *, clock: Clock = utcnow
         name="handoff",
         database="baton_handoff",
         migrations="baton_handoff:migrations",
-        consumers={"handoff": make_handlers(settings)},
-        workers=[sla.sla_scheduler],
+        consumers={"handoff": make_handlers(settings), "handoff-webhooks": webhooks.delivery_handlers()},
+        workers=[sla.sla_scheduler, webhooks.deliver_webhooks],
     )
     app = create_service_app(
         spec,
         settings,
-        [reps.router, accounts.router, routing_rules.router, simulate_api.router, assignments.router, audit.router],
+        [
+            reps.router,
+            accounts.router,
+            routing_rules.router,
+            simulate_api.router,
+            assignments.router,
+            audit.router,
+            webhooks_api.router,
+        ],
         description="Routes MQLs to reps with SLA deadlines and serves the sales tools' API.",
         clock=clock,
     )
