@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from baton.auth import Principal
+from baton.auth import Principal, issue_token
 from baton_handoff.audit import record_change
 from baton_handoff.settings import HandoffSettings
 from tests.unit.conftest import assert_problem
@@ -155,3 +155,37 @@ async def test_an_unknown_entity_or_action_is_refused_when_recording(handoff: Ha
             await record_change(
                 session, principal=ADMIN, action="create", entity="lead", entity_id="x", before=None, after={}, now=AT
             )
+
+
+async def test_admin_changes_to_a_rep_are_audited_with_who_made_them_and_what_changed(handoff: Handoff) -> None:
+    token = issue_token(handoff.runtime.signing_secret, scopes=["admin"], subject="ops-alice")
+    admin = {"Authorization": f"Bearer {token}"}
+    rep = {"rep_id": "rep-ana", "name": "Ana", "email": "ana@reps.example", "team": "emea", "capacity": 20}
+    assert (await handoff.client.post("/v1/reps", json=rep, headers=admin)).status_code == 201
+    assert (await handoff.client.patch("/v1/reps/rep-ana", json={"capacity": 25}, headers=admin)).status_code == 200
+    assert (await handoff.client.delete("/v1/reps/rep-ana", headers=admin)).status_code == 204
+
+    entries = (await audit(handoff, entity="rep", entity_id="rep-ana"))["items"]
+
+    assert [e["action"] for e in entries] == ["delete", "update", "create"]
+    deleted, updated, created = entries
+    assert created["before"] is None and created["after"]["email"] == "ana@reps.example"
+    assert (updated["before"]["capacity"], updated["after"]["capacity"]) == (20, 25)
+    assert deleted["before"]["capacity"] == 25 and deleted["after"] is None
+    assert {e["actor"] for e in entries} == {"ops-alice"}
+
+
+async def test_a_webhooks_secret_never_reaches_the_audit_log(handoff: Handoff) -> None:
+    await handoff.add_reps({"rep_id": "rep-ana", "name": "Ana", "team": "emea"})
+    created = await handoff.client.put(
+        "/v1/webhooks/emea", json={"url": "https://crm.example/hooks/baton"}, headers=handoff.admin
+    )
+    assert created.status_code == 201, created.text
+    rotated = await handoff.client.post("/v1/webhooks/emea:rotate-secret", headers=handoff.admin)
+    assert rotated.status_code == 200, rotated.text
+
+    entries = (await audit(handoff, entity="webhook"))["items"]
+
+    assert len(entries) >= 2
+    for secret in (created.json()["secret"], rotated.json()["secret"]):
+        assert secret not in str(entries)

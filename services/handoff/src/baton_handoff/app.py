@@ -12,6 +12,7 @@ from baton_handoff.api import accounts, assignments, audit, reps, routing_rules
 from baton_handoff.api import simulate as simulate_api
 from baton_handoff.api import webhooks as webhooks_api
 from baton_handoff.consumers import make_handlers
+from baton_handoff.observability import refresh_gauges
 from baton_handoff.settings import HandoffSettings
 
 
@@ -23,7 +24,7 @@ def create_app(settings: HandoffSettings | None = None, *, clock: Clock = utcnow
         database="baton_handoff",
         migrations="baton_handoff:migrations",
         consumers={"handoff": make_handlers(settings), "handoff-webhooks": webhooks.delivery_handlers()},
-        workers=[sla.sla_scheduler, webhooks.deliver_webhooks],
+        workers=[sla.sla_scheduler, webhooks.deliver_webhooks, refresh_gauges],
     )
     app = create_service_app(
         spec,
