@@ -25,7 +25,8 @@ from baton_handoff.models import Assignment, Rep, RepWorkload
 from baton_handoff.settings import HandoffSettings
 from tests.unit.test_handoff_api import NOW, Handoff, running_handoff
 
-# The callers. rep-ana and rep-ben are both in team emea; rep-cy is in amer.
+# The callers. rep-ana and rep-ben are both in team emea; rep-cy is in amer. All are away, so that
+# queued leads wait for a hand-out instead of being drained to them.
 ANONYMOUS = "no token"
 WRONG_SCOPE = "wrong scope"
 REP_A = "rep A (rep-ana)"
@@ -37,9 +38,9 @@ ADMIN = "admin"
 PRINCIPALS = (ANONYMOUS, WRONG_SCOPE, REP_A, REP_B, LEAD_EMEA, LEAD_AMER, INTEGRATION, ADMIN)
 
 REPS = [
-    {"rep_id": "rep-ana", "name": "Ana", "email": "ana@reps.example", "team": "emea", "capacity": 50},
-    {"rep_id": "rep-ben", "name": "Ben", "email": "ben@reps.example", "team": "emea", "capacity": 50},
-    {"rep_id": "rep-cy", "name": "Cy", "email": "cy@reps.example", "team": "amer", "capacity": 50},
+    {"rep_id": "rep-ana", "name": "Ana", "email": "ana@reps.example", "status": "away", "team": "emea", "capacity": 50},
+    {"rep_id": "rep-ben", "name": "Ben", "email": "ben@reps.example", "status": "away", "team": "emea", "capacity": 50},
+    {"rep_id": "rep-cy", "name": "Cy", "email": "cy@reps.example", "status": "away", "team": "amer", "capacity": 50},
 ]
 BENS_LEAD = {"email": "ben.lead@secret.example", "company": "Ben Secret GmbH", "country": "DE"}
 QUEUED_LEAD = {"email": "queued.lead@secret.example", "company": "Queued Secret AG", "country": "DE"}

@@ -175,7 +175,8 @@ async def test_open_assignments_are_shown_per_rep_and_a_deleted_rep_leaves_the_g
 
 
 async def test_queue_depth_counts_queued_leads_per_team_and_shows_zero_for_teams_with_none(handoff: Handoff) -> None:
-    await handoff.add_reps(ANA, BEN, CY)
+    # Away, so that the queue stays as it is rather than drained to them.
+    await handoff.add_reps(*({**rep, "status": "away"} for rep in (ANA, BEN, CY)))
     for _ in range(2):
         await add_assignment(handoff, rep_id=None, team="emea", status="queued")
     await add_assignment(handoff, rep_id=None, team=None, status="queued")
