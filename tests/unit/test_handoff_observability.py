@@ -17,6 +17,7 @@ from baton_handoff import observability
 from baton_handoff.models import Assignment, RepWorkload
 from baton_handoff.observability import after_commit, breached, routed, update_gauges
 from baton_handoff.settings import HandoffSettings
+from tests.conftest import LogSignal
 from tests.unit.test_handoff_api import Handoff, running_handoff
 
 NOW = datetime(2030, 6, 3, 9, 0, tzinfo=UTC)
@@ -245,3 +246,36 @@ async def test_the_gauge_worker_keeps_the_gauges_current_while_handoff_runs(
                 await refreshes.get()
 
         assert await sample(handoff, "baton_handoff_open_assignments", rep_id="rep-ana") == 4
+
+
+async def test_the_gauge_worker_outlasts_a_database_that_cannot_be_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refreshes: asyncio.Queue[None] = asyncio.Queue()
+    failures = iter([ConnectionRefusedError("the database is down")])
+
+    async def fail_once_then_update(session: AsyncSession, *, now: datetime) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        await update_gauges(session, now=now)
+        refreshes.put_nowait(None)
+
+    monkeypatch.setattr(observability, "GAUGES_REFRESH_SECONDS", 0.01)
+    monkeypatch.setattr(observability, "update_gauges", fail_once_then_update)
+    with (
+        LogSignal("baton_handoff.observability", "refreshing the gauges failed; trying again") as failed,
+        LogSignal("baton.runtime", "worker stopped; restarting") as restarted,
+    ):
+        async with running_handoff(HandoffSettings(data_dir=tmp_path)) as handoff:
+            await handoff.add_reps(ANA)
+            await set_workload(handoff, "rep-ana", 2)
+            while not refreshes.empty():
+                refreshes.get_nowait()
+            async with asyncio.timeout(10):
+                await failed.seen.wait()
+                for _ in range(2):
+                    await refreshes.get()
+
+            assert await sample(handoff, "baton_handoff_open_assignments", rep_id="rep-ana") == 2
+    assert not restarted.seen.is_set()

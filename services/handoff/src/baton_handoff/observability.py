@@ -13,6 +13,7 @@ from sqlalchemy import and_, event, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
+from baton.failures import is_transient
 from baton.runtime import ServiceRuntime
 from baton_handoff.models import ACCEPT_CLOCK_RUNNING, IN_QUEUE, TOUCH_CLOCK_RUNNING, Assignment, Rep, RepWorkload
 
@@ -135,6 +136,12 @@ async def update_gauges(session: AsyncSession, *, now: datetime) -> None:
 async def refresh_gauges(runtime: ServiceRuntime) -> None:
     """Keeps the gauges current, every few seconds, for as long as the service runs."""
     while True:
-        async with runtime.sessions() as session:
-            await update_gauges(session, now=runtime.clock())
+        try:
+            async with runtime.sessions() as session:
+                await update_gauges(session, now=runtime.clock())
+        except Exception as exc:
+            # The gauges keep their last values until the database answers again.
+            if not is_transient(exc):
+                raise
+            logger.warning("refreshing the gauges failed; trying again", exc_info=True)
         await asyncio.sleep(GAUGES_REFRESH_SECONDS)
