@@ -491,6 +491,29 @@ async def test_a_delivery_that_keeps_failing_is_given_up_after_its_last_attempt(
         assert base * (1 - webhooks.JITTER) <= wait <= base * (1 + webhooks.JITTER)
 
 
+async def test_finished_deliveries_are_forgotten_after_their_retention_and_pending_ones_never(
+    handoff: Handoff, clock: SteppingClock, settings: HandoffSettings
+) -> None:
+    async with running_receiver(200, 500) as receiver:
+        await create_webhook(handoff, receiver.url)
+        await apply(handoff, incoming(assigned(), clock.now), incoming(assigned(), clock.now))
+        await deliver(handoff, clock)
+        await receiver.wait_for(2)
+    statuses = sorted(d.status for d in await deliveries(handoff))
+    assert statuses == ["delivered", "pending"]
+    retention = timedelta(days=settings.webhook_delivery_retention_days)
+
+    async with handoff.runtime.sessions() as session, session.begin():
+        kept = await webhooks.forget_old_deliveries(session, clock.now + retention - timedelta(minutes=1), settings)
+    async with handoff.runtime.sessions() as session, session.begin():
+        forgotten = await webhooks.forget_old_deliveries(
+            session, clock.now + retention + timedelta(minutes=1), settings
+        )
+
+    assert (kept, forgotten) == (0, 1)
+    assert [d.status for d in await deliveries(handoff)] == ["pending"]
+
+
 def test_retry_delays_grow_from_seconds_to_hours() -> None:
     delays = webhooks.RETRY_DELAYS
     assert delays[0] == timedelta(seconds=5)

@@ -127,3 +127,10 @@ def test_an_access_log_that_uvicorn_was_told_to_switch_off_stays_off() -> None:
 
     access = logging.getLogger("uvicorn.access")
     assert not access.hasHandlers(), "uvicorn writes an access line for every request when the logger has a handler"
+
+
+def test_outgoing_requests_are_not_logged_with_their_urls() -> None:
+    # A webhook receiver's URL may carry the receiver's own token in its query.
+    configure_logging("handoff")
+
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)

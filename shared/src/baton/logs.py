@@ -82,3 +82,5 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         named.handlers[:] = []
         named.propagate = True
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # httpx logs every outgoing request with its full URL, and a webhook receiver's URL may carry its token.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

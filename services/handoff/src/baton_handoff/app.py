@@ -25,6 +25,7 @@ def create_app(settings: HandoffSettings | None = None, *, clock: Clock = utcnow
         migrations="baton_handoff:migrations",
         consumers={"handoff": make_handlers(settings), "handoff-webhooks": webhooks.delivery_handlers()},
         workers=[sla.sla_scheduler, webhooks.deliver_webhooks, refresh_gauges],
+        pruners=(webhooks.forget_old_deliveries,),
     )
     app = create_service_app(
         spec,

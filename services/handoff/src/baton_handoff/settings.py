@@ -31,3 +31,6 @@ class HandoffSettings(Settings):
         min_length=1,
         description="The reasons sales may give for rejecting a lead (a JSON list); any other is refused.",
     )
+    webhook_delivery_retention_days: int = Field(
+        30, ge=1, le=3650, description="How long the log of finished webhook deliveries (delivered or failed) is kept."
+    )

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
 import httpx
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,7 +40,9 @@ from baton.events import (
     new_id,
 )
 from baton.runtime import ServiceRuntime
+from baton.settings import Settings
 from baton_handoff.models import Assignment
+from baton_handoff.settings import HandoffSettings
 
 logger = logging.getLogger(__name__)
 
@@ -477,3 +479,15 @@ async def _record_one(session: AsyncSession, outcome: _Outcome, *, now: datetime
         logger.warning("webhook receiver is gone; its endpoint is disabled", extra=extra)
     else:
         logger.info("webhook delivery failed", extra={**extra, "status_code": code, "error": error})
+
+
+async def forget_old_deliveries(session: AsyncSession, now: datetime, settings: Settings) -> int:
+    """Deletes finished deliveries (delivered or failed) older than their retention; returns how many."""
+    retention = settings if isinstance(settings, HandoffSettings) else HandoffSettings()
+    result = await session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.status.in_((DELIVERED, FAILED)),
+            WebhookDelivery.updated_at < now - timedelta(days=retention.webhook_delivery_retention_days),
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
