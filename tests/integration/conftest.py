@@ -8,21 +8,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from baton.bus.kafka import KafkaBus
 from baton.db import Base, create_engine
 from baton.outbox import InboxEntry, OutboxEntry
-from tests.conftest import KAFKA_BOOTSTRAP
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def kafka_bus(unique_name: str) -> AsyncIterator[KafkaBus]:
-    """A started Kafka bus whose topics and groups no other run shares."""
-    bus = KafkaBus(bootstrap_servers=KAFKA_BOOTSTRAP, prefix=f"{unique_name}.")
-    await bus.start()
-    yield bus
-    await bus.stop()
 
 
 async def create_messaging_schema(engine: AsyncEngine) -> None:

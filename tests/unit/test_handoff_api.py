@@ -36,7 +36,9 @@ from baton_handoff.settings import HandoffSettings
 from tests.unit.conftest import assert_problem
 
 NOW = datetime(2030, 6, 3, 9, 0, tzinfo=UTC)
-ROUTED_AT = NOW - timedelta(hours=1)
+# Half an hour before the clock: deadlines of the default SLA (an hour) lie ahead, and the SLA
+# scheduler leaves them alone.
+ROUTED_AT = NOW - timedelta(minutes=30)
 PROBLEM_JSON = "application/problem+json"
 ANA = {"rep_id": "rep-ana", "name": "Ana", "team": "emea", "territories": ["DE"], "capacity": 20}
 # Deadlines far beyond the tests' clock, so the SLA scheduler leaves the tests' assignments alone.

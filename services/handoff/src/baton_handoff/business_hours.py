@@ -47,7 +47,7 @@ def is_working(at: datetime, *, working_hours: WorkingHours | None, timezone: st
     zone = ZoneInfo(timezone)
     local_day = at.astimezone(zone).date()
     return any(
-        begin <= at < end for begin, end in _shifts_between(local_day - timedelta(days=1), 3, working_hours, zone)
+        begin <= at < end for begin, end in shifts_between(local_day - timedelta(days=1), 3, working_hours, zone)
     )
 
 
@@ -65,7 +65,7 @@ def add_working_time(
     zone = ZoneInfo(timezone)
     remaining = duration
     first_day = start.astimezone(zone).date() - timedelta(days=1)
-    for begin, end in _shifts_between(first_day, SEARCH_DAYS, working_hours, zone):
+    for begin, end in shifts_between(first_day, SEARCH_DAYS, working_hours, zone):
         if end <= start:
             continue
         begin = max(begin, start)
@@ -88,14 +88,14 @@ def working_time_between(
     first_day = start.astimezone(zone).date() - timedelta(days=1)
     days = (end.astimezone(zone).date() - first_day).days + 2
     total = timedelta(0)
-    for begin, finish in _shifts_between(first_day, days, working_hours, zone):
+    for begin, finish in shifts_between(first_day, days, working_hours, zone):
         overlap = min(finish, end) - max(begin, start)
         if overlap > timedelta(0):
             total += overlap
     return total
 
 
-def _shifts_between(first_day: date, days: int, working_hours: WorkingHours, zone: ZoneInfo) -> Iterator[Shift]:
+def shifts_between(first_day: date, days: int, working_hours: WorkingHours, zone: ZoneInfo) -> Iterator[Shift]:
     """The shifts of ``days`` days from ``first_day`` on, as UTC instants in order, overlapping ones merged."""
     pending: Shift | None = None
     for offset in range(days):

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.errors import Unprocessable
-from baton_handoff.business_hours import WorkingHours, _shifts_between
+from baton_handoff.business_hours import WorkingHours, shifts_between
 from baton_handoff.models import Account, Assignment, Rep, RepWorkload
 from baton_handoff.routing import PoolState, RepView, Rule, lead_attributes, route
 
@@ -271,7 +271,7 @@ def _shift_changes(reps: Iterable[RepView], replayed: Sequence[_Replayed]) -> li
         first_day = first.astimezone(zone).date() - timedelta(days=1)
         days = (last.astimezone(zone).date() - first_day).days + 3
         changes.append((first, rep.rep_id, False))
-        for begin, end in _shifts_between(first_day, days, rep.working_hours, zone):
+        for begin, end in shifts_between(first_day, days, rep.working_hours, zone):
             if end > first:
                 changes.append((max(begin, first), rep.rep_id, True))
                 changes.append((end, rep.rep_id, False))
