@@ -62,6 +62,29 @@ class Page(BaseModel, Generic[ItemT]):
         return cls(items=[item(r) for r in shown], next_cursor=cursor(shown[-1]) if len(rows) > limit else None)
 
 
+class BadCursor(BatonError):
+    """A ``cursor`` that no ``next_cursor`` could have been."""
+
+    status = 400
+    title = "Bad cursor"
+
+
+_LARGEST_POSITION = 2**31 - 1
+
+
+def position_cursor(cursor: str | None) -> int | None:
+    """The position a numeric ``next_cursor`` names, or None for the first page.
+
+    Raises:
+        BadCursor: The cursor is not a non-negative integer a 32-bit column can hold.
+    """
+    if not cursor:
+        return None
+    if not (cursor.isascii() and cursor.isdigit() and int(cursor) <= _LARGEST_POSITION):
+        raise BadCursor("cursor must be a value from next_cursor")
+    return int(cursor)
+
+
 PROBLEM_JSON = "application/problem+json"
 # An incoming request id is reused only if it is a plain token, so it is safe in logs and headers.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")

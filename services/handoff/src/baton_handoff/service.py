@@ -472,7 +472,7 @@ async def _take_routing_turn(session: AsyncSession) -> _RoutingTurn:
         rules=rules,
         default=_default_rule(session),
         accounts=accounts,
-        reps={rep.rep_id: _rep_view(rep, held) for rep, held in reps},
+        reps={rep.rep_id: rep_view(rep, held) for rep, held in reps},
         pools=pools,
         stored_pools={},
     )
@@ -481,7 +481,8 @@ async def _take_routing_turn(session: AsyncSession) -> _RoutingTurn:
     return turn
 
 
-def _rep_view(rep: Rep, open_assignments: int) -> routing.RepView:
+def rep_view(rep: Rep, open_assignments: int) -> routing.RepView:
+    """A rep as routing sees them, holding ``open_assignments``."""
     return routing.RepView(
         rep_id=rep.rep_id,
         team=rep.team,

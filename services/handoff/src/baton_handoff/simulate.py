@@ -17,6 +17,7 @@ from baton.errors import Unprocessable
 from baton_handoff.business_hours import WorkingHours, shifts_between
 from baton_handoff.models import Account, Assignment, Rep, RepWorkload
 from baton_handoff.routing import PoolState, RepView, Rule, lead_attributes, route
+from baton_handoff.service import rep_view
 
 MAX_REPLAYED_LEADS = 50_000
 """More MQLs than this in the window would hold a request too long: the caller asks for fewer days."""
@@ -161,22 +162,7 @@ async def _rep_views(session: AsyncSession) -> dict[str, RepView]:
         .outerjoin(RepWorkload, RepWorkload.rep_id == Rep.rep_id)
         .order_by(Rep.rep_id)
     )
-    return {
-        rep.rep_id: RepView(
-            rep_id=rep.rep_id,
-            team=rep.team,
-            territories=frozenset(rep.territories),
-            segments=frozenset(rep.segments),
-            weight=rep.weight,
-            capacity=rep.capacity,
-            open_assignments=open_assignments,
-            timezone=rep.timezone,
-            working_hours=rep.working_hours,
-            status=rep.status,
-            ooo_until=rep.ooo_until,
-        )
-        for rep, open_assignments in rows
-    }
+    return {rep.rep_id: rep_view(rep, open_assignments) for rep, open_assignments in rows}
 
 
 async def _first_assignments(session: AsyncSession, *, window_from: datetime, window_to: datetime) -> list[_Replayed]:

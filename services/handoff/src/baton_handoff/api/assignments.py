@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from baton.auth import Principal
-from baton.errors import BatonError, Forbidden, NotFound
+from baton.errors import Forbidden, NotFound
 from baton.events import Timestamp
-from baton.web import AssignmentsReaderDep, AssignmentsWriterDep, NowDep, Page, RuntimeDep, SessionDep
+from baton.web import AssignmentsReaderDep, AssignmentsWriterDep, NowDep, Page, RuntimeDep, SessionDep, position_cursor
 from baton_handoff import service
 from baton_handoff.models import Assignment, Rep
 from baton_handoff.schemas import AssignmentEventIn, AssignmentOut, AssignmentState, DecisionOut, LeadOut
@@ -73,22 +73,6 @@ async def _assignment_for(
     return assignment
 
 
-class _BadCursor(BatonError):
-    status = 400
-    title = "Bad cursor"
-
-
-_LARGEST_POSITION = 2**31 - 1
-
-
-def _position(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    if not (cursor.isascii() and cursor.isdigit() and int(cursor) <= _LARGEST_POSITION):
-        raise _BadCursor("cursor must be a value from next_cursor")
-    return int(cursor)
-
-
 @router.get("")
 async def list_assignments(
     session: SessionDep,
@@ -120,7 +104,7 @@ async def list_assignments(
         team=team,
         status=status,
         updated_since=updated_since,
-        after=_position(cursor),
+        after=position_cursor(cursor),
         limit=limit + 1,
     )
     return Page.of(rows, limit=limit, item=lambda a: _out(a, now), cursor=lambda a: str(a.seq))

@@ -6,25 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from baton.errors import BatonError
-from baton.web import AdminDep, NowDep, Page, SessionDep
+from baton.web import AdminDep, NowDep, Page, SessionDep, position_cursor
 from baton_handoff import service
 from baton_handoff.schemas import RoutingRuleBody, RoutingRuleIn, RoutingRuleOut
 
 router = APIRouter(prefix="/v1/routing-rules", tags=["routing rules"])
-
-
-class _BadCursor(BatonError):
-    status = 400
-    title = "Bad cursor"
-
-
-def _priority(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 10):
-        raise _BadCursor("cursor must be a value from next_cursor")
-    return int(cursor)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -45,7 +31,7 @@ async def list_routing_rules(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[RoutingRuleOut]:
     """Lists routing rules in the order they are tried (ascending priority)."""
-    rules = await service.list_routing_rules(session, after=_priority(cursor), limit=limit + 1)
+    rules = await service.list_routing_rules(session, after=position_cursor(cursor), limit=limit + 1)
     return Page.of(rules, limit=limit, item=RoutingRuleOut.model_validate, cursor=lambda r: str(r.priority))
 
 

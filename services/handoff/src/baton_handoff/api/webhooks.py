@@ -11,8 +11,8 @@ from fastapi import status as http_status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from baton.auth import Principal
-from baton.errors import BatonError, Forbidden
-from baton.web import AdminDep, AssignmentsReaderDep, NowDep, Page, SessionDep
+from baton.errors import Forbidden
+from baton.web import AdminDep, AssignmentsReaderDep, NowDep, Page, SessionDep, position_cursor
 from baton_handoff import webhooks
 from baton_handoff.audit import record_change
 from baton_handoff.webhooks import EventType, WebhookDelivery, WebhookEndpoint
@@ -123,22 +123,6 @@ def _with_secret(endpoint: WebhookEndpoint) -> WebhookWithSecret:
     return WebhookWithSecret(**WebhookOut.model_validate(endpoint).model_dump(), secret=endpoint.secret)
 
 
-class _BadCursor(BatonError):
-    status = 400
-    title = "Bad cursor"
-
-
-_LARGEST_POSITION = 2**31 - 1
-
-
-def _position(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    if not (cursor.isascii() and cursor.isdigit() and int(cursor) <= _LARGEST_POSITION):
-        raise _BadCursor("cursor must be a value from next_cursor")
-    return int(cursor)
-
-
 @router.put("/{team}", status_code=http_status.HTTP_200_OK, response_model=None)
 async def put_webhook(
     team: TeamName, body: WebhookIn, response: Response, session: SessionDep, now: NowDep, principal: AdminDep
@@ -228,7 +212,7 @@ async def list_webhook_deliveries(
     """A team's delivery log, newest first: for admins and that team's lead."""
     if not _may_read_deliveries(principal, team):
         raise Forbidden("only an admin or the team's lead reads its webhook deliveries")
-    before = _position(cursor)
+    before = position_cursor(cursor)
     await webhooks.get_endpoint(session, team=team)
     rows = await webhooks.list_deliveries(session, team=team, status=status, before=before, limit=limit + 1)
     return Page.of(rows, limit=limit, item=_delivery_out, cursor=lambda d: str(d.seq))
