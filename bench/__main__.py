@@ -49,6 +49,7 @@ from bench.pipeline import (
     wait_until_counted,
 )
 from bench.report import build_results, dumps, render_markdown
+from bench.routing import measure_routing
 from bench.wrk import run_wrk, wrk_available
 
 BARE_PORT = 18300
@@ -72,6 +73,9 @@ class Plan:
     settle_timeout: float
     kpi_leads: int
     intake_drain_timeout: float
+    routing_leads: int
+    routing_seconds: float
+    routing_timeout: float
 
 
 FULL = Plan(
@@ -88,6 +92,9 @@ FULL = Plan(
     settle_timeout=30,
     kpi_leads=10,
     intake_drain_timeout=30,
+    routing_leads=3_000,
+    routing_seconds=10,
+    routing_timeout=30,
 )
 QUICK = Plan(
     wrk_seconds=2,
@@ -103,6 +110,9 @@ QUICK = Plan(
     settle_timeout=10,
     kpi_leads=3,
     intake_drain_timeout=5,
+    routing_leads=300,
+    routing_seconds=2,
+    routing_timeout=10,
 )
 
 
@@ -208,6 +218,25 @@ async def _measure_system(
                 )
             say(f"[{transport}] event → KPI over {plan.kpi_leads} leads")
             measured["event_to_kpi"] = await event_to_kpi(baton, watcher, tag=tag + "k", leads=plan.kpi_leads)
+            await settle(baton, wait_seconds=plan.settle_timeout)
+            say(f"[{transport}] handoff alone: {plan.routing_leads} MQLs onto leads.scored, then half that rate")
+            try:
+                routing = await measure_routing(
+                    baton,
+                    watcher,
+                    system.env,
+                    tag=tag,
+                    leads=plan.routing_leads,
+                    latency_seconds=plan.routing_seconds,
+                    wait_seconds=plan.routing_timeout,
+                )
+            except Exception as exc:
+                say(f"[{transport}] handoff alone failed: {exc!r}")
+                traceback.print_exc(file=sys.stderr)
+                routing = {"routed": {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}}
+            measured.update(routing)
+            routed = routing["routed"].get("leads_per_second") or 0.0
+            say(f"[{transport}] handoff alone: {routed:.1f} routed leads/s")
         intake_url = f"{system.urls['lead-ingest']}/v1/leads"
         await settle(baton, wait_seconds=plan.settle_timeout)
         before = (await baton.totals()).get("received", 0)

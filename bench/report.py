@@ -14,7 +14,10 @@ A figure's limit is what this machine's raw parts can do, measured in the same r
   3 hops (ingest → scoring → handoff → the observer); event → KPI is 1 hop and 1 commit. A commit is
   a lone single-row commit (PostgreSQL, or SQLite with fsync); a hop is a lone raw Kafka message
   produced and consumed, and on the embedded log the fsynced append is the hop;
-* resident memory: the bare FastAPI app's process.
+* resident memory: the bare FastAPI app's process;
+* handoff alone (MQLs published straight onto ``leads.scored``): the routed rate's limit is the raw
+  bus divided by the 2 events one routed MQL puts on it (qualified, assigned); its latency's floor is
+  1 commit and, on Kafka, 2 hops (the publish → handoff → the observer).
 
 The ratio is Baton ÷ limit: for rates the share of the limit Baton reaches, for latency and memory
 how many times the floor it takes.
@@ -58,14 +61,31 @@ class PipelineModel:
     commits_to_assigned: int
     hops_to_kpi: int
     commits_to_kpi: int
+    bus_messages_per_routed: int
+    hops_to_routed: int
+    commits_to_routed: int
 
 
 MODELS = {
     "kafka": PipelineModel(
-        bus_messages_per_lead=4, hops_to_assigned=3, commits_to_assigned=3, hops_to_kpi=1, commits_to_kpi=1
+        bus_messages_per_lead=4,
+        hops_to_assigned=3,
+        commits_to_assigned=3,
+        hops_to_kpi=1,
+        commits_to_kpi=1,
+        bus_messages_per_routed=2,
+        hops_to_routed=2,
+        commits_to_routed=1,
     ),
     "embedded": PipelineModel(
-        bus_messages_per_lead=4, hops_to_assigned=0, commits_to_assigned=3, hops_to_kpi=0, commits_to_kpi=1
+        bus_messages_per_lead=4,
+        hops_to_assigned=0,
+        commits_to_assigned=3,
+        hops_to_kpi=0,
+        commits_to_kpi=1,
+        bus_messages_per_routed=2,
+        hops_to_routed=0,
+        commits_to_routed=1,
     ),
 }
 
@@ -178,6 +198,8 @@ def transport_limits(transport: str, limits: Mapping[str, Any]) -> dict[str, flo
         "latency": floor(model.hops_to_assigned, model.commits_to_assigned),
         "event_to_kpi": floor(model.hops_to_kpi, model.commits_to_kpi),
         "rss": _get(limits, "fastapi", "rss_mb"),
+        "routed": bus_rate / model.bus_messages_per_routed if bus_rate else None,
+        "routing_latency": floor(model.hops_to_routed, model.commits_to_routed),
     }
 
 
@@ -192,6 +214,8 @@ def _limit_names(transport: str, limits: Mapping[str, Any]) -> dict[str, str]:
         "latency": f"{raw} floor",
         "event_to_kpi": f"{raw} floor",
         "rss": "bare FastAPI process",
+        "routed": f"{bus} ÷ 2 events per routed MQL",
+        "routing_latency": f"{raw} floor, " + ("2 hops + 1 commit" if transport == "kafka" else "1 commit"),
     }
 
 
@@ -245,6 +269,19 @@ def _sustained_note(measured: Mapping[str, Any]) -> str:
     if measured.get("failed"):
         statuses = ", ".join(f"{count}× {status}" for status, count in sorted((measured.get("refused") or {}).items()))
         parts.append(f"ERRORS: {measured['failed']} leads refused" + (f" ({statuses})" if statuses else ""))
+    return "; ".join(parts)
+
+
+def _routed_note(measured: Mapping[str, Any]) -> str:
+    if measured.get("error"):
+        return f"ERROR: {measured['error']}"
+    published = measured["publish_seconds"] * 1000 if measured.get("publish_seconds") is not None else None
+    parts = [
+        f"{measured.get('leads', 0)} MQLs published onto leads.scored in {_fmt(published, 'ms')}, "
+        f"assigned over {measured.get('reps', '?')} reps by {_fmt(measured.get('elapsed_seconds'), 's')}"
+    ]
+    if measured.get("missing"):
+        parts.append(f"ERRORS: {measured['missing']} of {measured.get('leads')} not seen assigned before the timeout")
     return "; ".join(parts)
 
 
@@ -366,6 +403,41 @@ def transport_figures(transport: str, measured: Mapping[str, Any], limits: Mappi
                 names["event_to_kpi"],
                 note=kpi_note,
                 details=kpi if stat == "p50" else {},
+            )
+        )
+
+    routed = measured.get("routed") or {}
+    figures.append(
+        Figure(
+            "routed",
+            "handoff alone, routed (`lead.qualified` → `lead.assigned`, saturated)",
+            routed.get("leads_per_second"),
+            "leads/s",
+            "higher",
+            None,
+            limit["routed"],
+            names["routed"],
+            note=_routed_note(routed) if routed else "",
+            details=routed,
+        )
+    )
+    routing = measured.get("routing_latency") or {}
+    routing_note = _latency_note(routing) if routing else ""
+    if routed and not routing:
+        routing_note = "not measured: the saturated phase gave no complete rate"
+    for stat in ("p50", "p99"):
+        figures.append(
+            Figure(
+                f"routing_{stat}",
+                f"handoff alone, `lead.qualified` → `lead.assigned` {stat} at 50% of routed",
+                routing.get(f"{stat}_ms"),
+                "ms",
+                "lower",
+                None,
+                limit["routing_latency"],
+                names["routing_latency"],
+                note=routing_note,
+                details=routing if stat == "p50" else {},
             )
         )
 

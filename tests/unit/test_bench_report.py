@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 from bench.intake import intake_figures
-from bench.pipeline import accepted_items, lag_summary
+from bench.pipeline import accepted_items, hand_raiser, lag_summary
 from bench.report import Figure, build_results, percentile, render_markdown, transport_figures, transport_limits
+from bench.routing import qualified_record
 from bench.wrk import parse_wrk_output
+
+from baton.events import LeadQualified, from_binary
 
 # Captured from `wrk -t2 -c32 -d3s --latency -s bench/leads.lua` against the bare FastAPI app.
 WRK_OUTPUT = """\
@@ -198,6 +201,17 @@ MEASURED: dict[str, Any] = {
     "latency_50": {"p50_ms": 80.0, "p95_ms": 150.0, "p99_ms": 200.0, "max_ms": 260.0, "measured": 450},
     "latency_80": {"p50_ms": 120.0, "p95_ms": 400.0, "p99_ms": 700.0, "max_ms": 900.0, "measured": 720},
     "event_to_kpi": {"p50_ms": 30.0, "max_ms": 60.0, "measured": 10, "missing": 0},
+    "routed": {
+        "leads_per_second": 400.0,
+        "leads": 3000,
+        "assigned": 2990,
+        "missing": 10,
+        "completed": False,
+        "elapsed_seconds": 7.5,
+        "publish_seconds": 0.4,
+        "reps": 4,
+    },
+    "routing_latency": {"p50_ms": 9.0, "p95_ms": 20.0, "p99_ms": 35.0, "max_ms": 40.0, "measured": 2000},
     "rss_mb": {"lead-ingest": 110.0, "scoring": 95.0, "handoff": 250.0, "metrics": 96.0},
 }
 
@@ -213,6 +227,9 @@ def test_every_figure_has_value_unit_target_limit_and_ratio() -> None:
         "latency_80",
         "event_to_kpi_p50",
         "event_to_kpi_max",
+        "routed",
+        "routing_p50",
+        "routing_p99",
         "rss_lead-ingest",
         "rss_scoring",
         "rss_handoff",
@@ -224,6 +241,41 @@ def test_every_figure_has_value_unit_target_limit_and_ratio() -> None:
     assert figures["sustained"].target == 500 and figures["sustained"].meets_target is False
     assert figures["latency_50"].meets_target is True and figures["latency_80"].target is None
     assert figures["rss_handoff"].meets_target is False and figures["rss_scoring"].meets_target is True
+    assert figures["routed"].target is None and figures["routed"].ratio == pytest.approx(400 / 4000)
+    assert "ERRORS: 10 of 3000 not seen assigned" in figures["routed"].note
+    assert figures["routing_p50"].value == 9 and figures["routing_p99"].value == 35
+    assert figures["routing_p99"].ratio == pytest.approx(35 / (2 * 4.0 + 0.5))
+
+
+def test_routing_alone_is_bounded_by_the_two_events_and_the_steps_one_routed_mql_takes() -> None:
+    kafka = transport_limits("kafka", KAFKA_LIMITS)
+    assert kafka["routed"] == pytest.approx(8000 / 2)
+    assert kafka["routing_latency"] == pytest.approx(2 * 4.0 + 0.5)
+
+    embedded = transport_limits("embedded", EMBEDDED_LIMITS)
+    assert embedded["routed"] == pytest.approx(40_000 / 2)
+    assert embedded["routing_latency"] == pytest.approx(0.25)
+
+
+def test_routing_latency_says_why_it_is_missing_when_the_saturated_phase_failed() -> None:
+    failed = {**MEASURED, "routed": {"error": "KafkaConnectionError: unreachable"}}
+    del failed["routing_latency"]
+    figures = {f.key: f for f in transport_figures("kafka", failed, KAFKA_LIMITS)}
+
+    assert figures["routed"].value is None and figures["routed"].note == "ERROR: KafkaConnectionError: unreachable"
+    assert figures["routing_p99"].value is None and "not measured" in figures["routing_p99"].note
+
+
+def test_a_routed_mql_is_a_qualified_event_on_leads_scored_carrying_the_leads_routing_attributes() -> None:
+    record = qualified_record("lead-1", hand_raiser("t", 3))
+
+    event = from_binary(record.headers, record.value)
+    assert record.topic == "leads.scored" and record.key == "lead-1"
+    assert event.type == "baton.lead.qualified.v1" and event.source == "/baton/scoring"
+    qualified = event.payload()
+    assert isinstance(qualified, LeadQualified)
+    assert qualified.lead.country == hand_raiser("t", 3)["country"]
+    assert qualified.lead.email == hand_raiser("t", 3)["email"]
 
 
 def test_json_report_holds_machine_limits_and_figures_per_transport() -> None:
