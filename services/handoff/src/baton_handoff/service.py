@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import bindparam, event, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -559,16 +560,26 @@ async def _open_assignment_of(session: AsyncSession, lead_id: str) -> Assignment
     return found
 
 
+@cache
+def _insert_assignment_statement(dialect: str) -> Any:
+    # Built once per dialect with a parameter per column: building and coercing a statement for every
+    # lead cost more CPU than the insert itself. Core, not ORM: nothing here needs the unit of work.
+    assignments = Assignment.__table__
+    insert: Any = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    columns = [column for column in assignments.c if column.name != "seq"]
+    return (
+        insert(assignments)
+        .values({column.name: bindparam(column.name, type_=column.type) for column in columns})
+        .on_conflict_do_nothing(index_elements=[assignments.c.lead_id], index_where=OPEN_ASSIGNMENT)
+        .returning(assignments.c.seq)
+    )
+
+
 async def _insert_assignment(session: AsyncSession, values: dict[str, Any]) -> Assignment | None:
     """Inserts an assignment unless its lead holds an open or queued one; returns it as a session object."""
-    assignments = Assignment.__table__  # Core, not ORM: nothing here needs the unit of work's bookkeeping
+    statement = _insert_assignment_statement(session.get_bind().dialect.name)
     with session.no_autoflush:
-        seq = await session.scalar(
-            _insert(session)(assignments)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=[assignments.c.lead_id], index_where=OPEN_ASSIGNMENT)
-            .returning(assignments.c.seq)
-        )
+        seq = await session.scalar(statement, values)
     if seq is None:
         return None
     # Known without reading it back: the row is what was just written.
