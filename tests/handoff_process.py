@@ -239,15 +239,21 @@ class Replicas:
         finally:
             await admin.close()
 
-    async def counted_assignments(self, replica: HandoffProcess) -> float:
-        """How many leads this replica says it handed to a rep (its baton_handoff_assignments_total)."""
+    async def counted(self, replica: HandoffProcess, counter: str) -> float:
+        """One counter of the replica's /metrics, summed over its labels: what it counted since it started."""
         response = await self.client.get(f"{replica.url}/metrics")
         assert response.status_code == 200, response.text
         return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in response.text.splitlines()
-            if line.startswith("baton_handoff_assignments_total{")
+            float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines() if line.startswith(f"{counter}{{")
         )
+
+    async def counted_assignments(self, replica: HandoffProcess) -> float:
+        """How many leads this replica says it handed to a rep (its baton_handoff_assignments_total)."""
+        return await self.counted(replica, "baton_handoff_assignments_total")
+
+    async def counted_breaches(self, replica: HandoffProcess) -> float:
+        """How many SLA breaches this replica says it acted on (its baton_handoff_sla_breaches_total)."""
+        return await self.counted(replica, "baton_handoff_sla_breaches_total")
 
 
 @asynccontextmanager

@@ -1,5 +1,6 @@
 """handoff as separate processes on the real PostgreSQL and Kafka: two replicas in one consumer group,
-one of them killed with SIGKILL mid-load, and a rep coming back from out of office."""
+one of them killed with SIGKILL mid-load or while it acts on SLA breaches, and a rep coming back from
+out of office."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -18,7 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from baton.bus import Record
 from baton.bus.kafka import KafkaBus
 from baton.db import create_engine
-from baton.events import LEADS_HANDOFF, CloudEvent, LeadAssigned, LeadQualified, RoutingAttributes, new_id
+from baton.events import (
+    LEADS_HANDOFF,
+    CloudEvent,
+    LeadAssigned,
+    LeadQualified,
+    RoutingAttributes,
+    SlaBreached,
+    new_id,
+)
+from baton_handoff.domain import LEAD_HOLDING_STATUSES, OPEN_STATUSES
 from baton_handoff.models import Assignment, RepWorkload
 from baton_handoff.settings import HandoffSettings
 from tests.conftest import KAFKA_BOOTSTRAP
@@ -31,6 +42,8 @@ pytestmark = pytest.mark.integration
 ROUTING_TIMEOUT_SECONDS = 45
 # Big enough that a rep with this capacity never fills up here.
 ROOMY = 10_000
+# Three two-second accept clocks run out one after another, a replica restarts meanwhile, with room to spare.
+SLA_TIMEOUT_SECONDS = 45
 
 
 @dataclass
@@ -114,11 +127,18 @@ def mql(n: int) -> LeadQualified:
 
 async def add_reps(replicas: Replicas, reps: Iterable[tuple[str, int]]) -> None:
     """Creates available reps (rep_id, capacity) through the first replica's API."""
-    for rep_id, capacity in reps:
+    await create(
+        replicas,
+        "reps",
+        [{"rep_id": rep_id, "name": rep_id.title(), "capacity": capacity} for rep_id, capacity in reps],
+    )
+
+
+async def create(replicas: Replicas, collection: str, bodies: Iterable[dict[str, Any]]) -> None:
+    """POSTs each body to /v1/{collection} of the first replica as an admin; each must be created."""
+    for body in bodies:
         created = await replicas.client.post(
-            f"{replicas.processes[0].url}/v1/reps",
-            json={"rep_id": rep_id, "name": rep_id.title(), "capacity": capacity},
-            headers=replicas.token("admin"),
+            f"{replicas.processes[0].url}/v1/{collection}", json=body, headers=replicas.token("admin")
         )
         assert created.status_code == 201, created.text
 
@@ -278,3 +298,123 @@ async def test_a_rep_back_from_out_of_office_rejoins_the_rotation_without_a_floo
     assert Counter(rep_of[lead] for lead in while_away) == {"rep-a": 30, "rep-c": 30}
     # A third each: rep-b takes its turn in the rotation, not the 30 it missed.
     assert Counter(rep_of[lead] for lead in after_return) == {"rep-a": 10, "rep-b": 10, "rep-c": 10}
+
+
+def sla_rule() -> dict[str, Any]:
+    """A rule for every lead: emea round robin, two seconds to accept on the wall clock, three attempts,
+    then the emea-leads queue."""
+    return {
+        "name": "every-lead",
+        "priority": 1,
+        "conditions": [],
+        "team": "emea",
+        "method": "round_robin",
+        "sla": {"accept_within": "PT2S", "touch_within": "PT1H", "clock": "wall_clock"},
+        "max_attempts": 3,
+        "fallback_team": "emea-leads",
+    }
+
+
+async def assignments_by_status(engine: AsyncEngine) -> Counter[str]:
+    """How many assignments stand in each status."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(Assignment.status, func.count()).group_by(Assignment.status))
+        return Counter({status: int(n) for status, n in rows})
+
+
+async def stored_attempts(engine: AsyncEngine) -> dict[str, list[tuple[int, str, str | None, str]]]:
+    """Each lead's assignments as (attempt, status, rep_id, assignment id), in the order they were made."""
+    by_lead: dict[str, list[tuple[int, str, str | None, str]]] = {}
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(
+                Assignment.lead_id, Assignment.attempt, Assignment.status, Assignment.rep_id, Assignment.id
+            ).order_by(Assignment.seq)
+        )
+        for lead_id, attempt, status, rep_id, id_ in rows:
+            by_lead.setdefault(lead_id, []).append((attempt, status, rep_id, id_))
+    return by_lead
+
+
+def breach_events(events: Iterable[CloudEvent]) -> dict[str, CloudEvent]:
+    """The sla.breached events among ``events``, once each by event id."""
+    return {event.id: event for event in events if event.type == SlaBreached.event_type}
+
+
+async def test_a_replica_killed_while_acting_on_sla_breaches_and_restarted_fires_each_breach_exactly_once(
+    installation: Installation,
+) -> None:
+    reps = [{"rep_id": f"rep-{name}", "name": name.title(), "team": "emea", "capacity": ROOMY} for name in "abcd"]
+    # The escalated leads stay in emea-leads' queue: its only rep is away, so nothing drains it.
+    queue_lead = {"rep_id": "rep-lea", "name": "Lea", "team": "emea-leads", "status": "away"}
+    # Small SLA batches: a replica acts on the breaches in many short transactions, so the kill lands among them.
+    async with (
+        installation.replicas(2, sla_batch_size="5") as replicas,
+        installation.handoff_topic() as topic,
+    ):
+        await create(replicas, "reps", [*reps, queue_lead])
+        await create(replicas, "routing-rules", [sla_rule()])
+        await replicas.wait_until_all_in_group()
+
+        leads = await installation.publish_mqls(60)
+        async with within(SLA_TIMEOUT_SECONDS, what="a replica acting on breaches", replicas=replicas.processes):
+            while True:
+                before_kill = await assignments_by_status(installation.engine)
+                assert before_kill["queued"] < len(leads), "every lead was escalated before a replica could be killed"
+                acted = [await replicas.counted_breaches(replica) for replica in replicas.processes]
+                if before_kill["reassigned"] and any(acted):
+                    break
+                await topic.more()
+        victim = next(replica for replica, breaches in zip(replicas.processes, acted, strict=True) if breaches)
+        exit_code = await victim.kill()
+        await replicas.start(victim)
+
+        expected_breaches = 3 * len(leads)
+        what = f"{len(leads)} leads escalated and {expected_breaches} breaches announced"
+        async with within(SLA_TIMEOUT_SECONDS, what=what, replicas=replicas.processes):
+            while (await assignments_by_status(installation.engine))["queued"] < len(leads) or len(
+                breach_events(topic.events)
+            ) < expected_breaches:
+                await topic.more()
+
+    assert exit_code == -signal.SIGKILL
+    assert before_kill["reassigned"] > 0
+    by_lead = await stored_attempts(installation.engine)
+    assert set(by_lead) == set(leads)
+    # Every lead went through three different reps, each attempt once, and waits in the queue after the third breach.
+    assert Counter(tuple((attempt, status) for attempt, status, *_ in its) for its in by_lead.values()) == {
+        ((1, "reassigned"), (2, "reassigned"), (3, "reassigned"), (4, "queued")): len(leads)
+    }
+    assert [lead for lead, its in by_lead.items() if len({rep for _, _, rep, _ in its[:3]} - {None}) != 3] == []
+    assert {(rep, status) for its in by_lead.values() for _, status, rep, _ in its[3:]} == {(None, "queued")}
+
+    attempt_of = {id_: attempt for its in by_lead.values() for attempt, status, _, id_ in its if status == "reassigned"}
+    # Read from the topic itself, redeliveries folded by event id: one breach per assignment that breached.
+    breach_ids: dict[str, set[str]] = {}
+    for event in breach_events(topic.events).values():
+        breach_ids.setdefault(event.data["assignment_id"], set()).add(event.id)
+    assert {assignment_id: len(ids) for assignment_id, ids in breach_ids.items()} == dict.fromkeys(attempt_of, 1)
+    # The outbox and leads.handoff together say the same, and each breach tells what became of the lead.
+    written = await written_events(installation.settings, SlaBreached.event_type)
+    published = [SlaBreached.model_validate(event.data) for event in written]
+    assert Counter(breach.assignment_id for breach in published) == dict.fromkeys(attempt_of, 1)
+    assert {(attempt_of[b.assignment_id], b.sla, b.action) for b in published} == {
+        (1, "accept", "reassigned"),
+        (2, "accept", "reassigned"),
+        (3, "accept", "escalated"),
+    }
+    # Each of the reps' assignments was announced once.
+    announced = await written_events(installation.settings, LeadAssigned.event_type)
+    assert Counter(event.data["assignment_id"] for event in announced) == dict.fromkeys(attempt_of, 1)
+
+    # One lead-holding assignment per lead, and the reps' open counts as routing keeps them equal the rows.
+    holding = [
+        (lead, rep, status)
+        for lead, its in by_lead.items()
+        for _, status, rep, _ in its
+        if status in LEAD_HOLDING_STATUSES
+    ]
+    assert Counter(lead for lead, *_ in holding) == Counter(leads)
+    assert await kept_workloads(installation.engine) == dict(
+        Counter(rep for _, rep, status in holding if status in OPEN_STATUSES)
+    )
