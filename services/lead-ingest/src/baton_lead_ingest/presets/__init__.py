@@ -9,7 +9,10 @@ from typing import Any
 
 @dataclass(frozen=True)
 class PresetLead:
-    """One lead a preset found in a vendor's payload: canonical fields as sent, and the vendor's own id."""
+    """One lead a preset found in a vendor's payload: canonical fields as sent, and the vendor's own id.
+
+    ``external_id`` is also among ``fields`` when the payload has one; it is kept apart for idempotent retries.
+    """
 
     fields: dict[str, Any]
     external_id: str | None
@@ -18,7 +21,9 @@ class PresetLead:
 Preset = Callable[[Any], list[PresetLead]]
 """Maps a vendor's parsed JSON body to the leads it carries; raises ``Unprocessable`` on a foreign shape."""
 
-from baton_lead_ingest.presets.forms import FORM_PRESETS  # noqa: E402  (they refer to the types above)
+# The preset modules refer to the types above, so they are imported after them.
+from baton_lead_ingest.presets.forms import FORM_PRESETS  # noqa: E402
+from baton_lead_ingest.presets.vendors import VENDOR_PRESETS  # noqa: E402
 
-PRESETS: dict[str, Preset] = {**FORM_PRESETS}
+PRESETS: dict[str, Preset] = {**VENDOR_PRESETS, **FORM_PRESETS}
 """Every preset by the name a source is configured with."""
