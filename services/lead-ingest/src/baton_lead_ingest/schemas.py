@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+)
 
 from baton.events import Timestamp
 from baton_lead_ingest.domain import (
@@ -36,6 +45,36 @@ UtmKey = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_UTM_KEY_
 UtmValue = Annotated[Text, StringConstraints(max_length=MAX_UTM_VALUE_LENGTH)]
 
 
+def _shallow_enough(value: Any) -> Any:
+    # Before the JSON types are checked, so that deep nesting is one clear error, not a recursion one.
+    if json_depth_exceeds(value, MAX_PROPERTIES_DEPTH):
+        raise ValueError(f"nests deeper than {MAX_PROPERTIES_DEPTH} levels")
+    return value
+
+
+def _small_enough(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    try:
+        size = json_size(value)
+    except ValueError:
+        raise ValueError("holds NaN or an infinity, which JSON cannot carry") from None
+    if size > MAX_PROPERTIES_BYTES:
+        raise ValueError(f"is {size} bytes of JSON; at most {MAX_PROPERTIES_BYTES} are kept")
+    return value
+
+
+Properties = Annotated[
+    dict[str, JsonValue],
+    BeforeValidator(_shallow_enough),
+    AfterValidator(_small_enough),
+    Field(
+        description=(
+            f"Anything the source knows about it: at most {MAX_PROPERTIES_BYTES} bytes of JSON, "
+            f"nested at most {MAX_PROPERTIES_DEPTH} deep."
+        ),
+    ),
+]
+
+
 class ActivityIn(BaseModel):
     """One engagement posted with a lead: a form fill, an e-mail click, a demo request."""
 
@@ -43,32 +82,16 @@ class ActivityIn(BaseModel):
 
     type: Text = Field(min_length=1, max_length=MAX_ACTIVITY_TYPE_LENGTH, examples=["demo_request"])
     occurred_at: Timestamp | None = Field(None, description="With its offset, e.g. 2024-05-01T12:30:00Z.")
-    properties: dict[str, JsonValue] = Field(
-        default_factory=dict,
-        description=(
-            f"Anything the source knows about it: at most {MAX_PROPERTIES_BYTES} bytes of JSON, "
-            f"nested at most {MAX_PROPERTIES_DEPTH} deep."
-        ),
-    )
+    properties: Properties = Field(default_factory=dict)
 
-    @field_validator("properties", mode="before")
-    @classmethod
-    def _shallow_enough(cls, value: Any) -> Any:
-        # Before the JSON types are checked, so that deep nesting is one clear error, not a recursion one.
-        if json_depth_exceeds(value, MAX_PROPERTIES_DEPTH):
-            raise ValueError(f"nests deeper than {MAX_PROPERTIES_DEPTH} levels")
-        return value
 
-    @field_validator("properties")
-    @classmethod
-    def _small_enough(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
-        try:
-            size = json_size(value)
-        except ValueError:
-            raise ValueError("holds NaN or an infinity, which JSON cannot carry") from None
-        if size > MAX_PROPERTIES_BYTES:
-            raise ValueError(f"is {size} bytes of JSON; at most {MAX_PROPERTIES_BYTES} are kept")
-        return value
+def _an_email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError("not an e-mail address")
+    return value
+
+
+Email = Annotated[Text, StringConstraints(max_length=320), AfterValidator(_an_email)]
 
 
 class LeadIn(BaseModel):
@@ -76,7 +99,7 @@ class LeadIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    email: Text = Field(max_length=320, examples=["jane.doe@example.com"])
+    email: Email = Field(examples=["jane.doe@example.com"])
     first_name: Text | None = Field(None, max_length=200)
     last_name: Text | None = Field(None, max_length=200)
     company: Text | None = Field(None, max_length=300)
@@ -90,13 +113,6 @@ class LeadIn(BaseModel):
     utm: dict[UtmKey, UtmValue] = Field(default_factory=dict, max_length=MAX_UTM_KEYS)
     activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ACTIVITIES)
     external_id: Text | None = Field(None, max_length=200)
-
-    @field_validator("email")
-    @classmethod
-    def _looks_like_an_email(cls, value: str) -> str:
-        if not _EMAIL.match(value):
-            raise ValueError("not an e-mail address")
-        return value
 
 
 class LeadBatchIn(BaseModel):
@@ -141,3 +157,51 @@ class BatchAnswer(BaseModel):
     """One answer per posted lead, in the order posted."""
 
     items: list[BatchItemAnswer]
+
+
+ActivityType = Annotated[
+    Text,
+    StringConstraints(min_length=1, max_length=MAX_ACTIVITY_TYPE_LENGTH, pattern=r"^[a-z0-9]+(?:[_.-][a-z0-9]+)*$"),
+]
+
+
+class ActivityPost(BaseModel):
+    """An engagement of a known lead, found by ``lead_id`` or by ``email`` (exactly one of them)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    lead_id: Text | None = Field(None, min_length=1, max_length=64, description="The lead's id; or give `email`.")
+    email: Email | None = Field(None, description="The lead's e-mail address, in any case; or give `lead_id`.")
+    type: ActivityType = Field(
+        description="A slug: lower-case letters and digits, joined by `_`, `-` or `.`.", examples=["demo_request"]
+    )
+    occurred_at: Timestamp = Field(description="With its offset, e.g. 2024-05-01T12:30:00Z; not in the future.")
+    properties: Properties = Field(default_factory=dict)
+
+
+class ActivityAccepted(BaseModel):
+    """What activity intake answers: the lead the activity was recorded for."""
+
+    lead_id: str
+    status: Literal["accepted"] = "accepted"
+
+
+class LeadOut(BaseModel):
+    """A lead as Baton holds it: its canonical fields, where it came from, and when it was first and last posted."""
+
+    lead_id: str
+    email: str
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    title: str | None
+    phone: str | None
+    country: str | None
+    company_size: int | None
+    industry: str | None
+    source: str | None
+    campaign: str | None
+    utm: dict[str, str]
+    external_id: str | None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime

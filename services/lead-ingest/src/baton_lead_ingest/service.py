@@ -1,11 +1,11 @@
-"""Storing posted leads with their events, and the answers given to Idempotency-Keys."""
+"""Storing posted leads and activities with their events, reading leads, and answers given to Idempotency-Keys."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Insert, Row, Update, bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -13,14 +13,25 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baton.db import Base
-from baton.errors import BatonError
-from baton.events import Activity, EventData, LeadReceived, LeadUpdated, new_id
+from baton.errors import BatonError, NotFound, Unprocessable
+from baton.events import Activity, EventData, LeadActivity, LeadReceived, LeadUpdated, new_id
 from baton.outbox import add_events
 from baton.settings import Settings
 from baton_lead_ingest.domain import PROFILE_FIELDS, LeadPost, StoredLead, normalise_email, settle_posts
 from baton_lead_ingest.models import IdempotentAnswer, Lead
-from baton_lead_ingest.schemas import BatchAnswer, BatchItemAnswer, FieldError, LeadAccepted, LeadIn
+from baton_lead_ingest.schemas import (
+    ActivityAccepted,
+    ActivityPost,
+    BatchAnswer,
+    BatchItemAnswer,
+    FieldError,
+    LeadAccepted,
+    LeadIn,
+    LeadOut,
+)
 from baton_lead_ingest.settings import IngestSettings
+
+T = TypeVar("T")
 
 _LEADS = Base.metadata.tables[Lead.__tablename__]
 _ANSWERS = Base.metadata.tables[IdempotentAnswer.__tablename__]
@@ -28,6 +39,8 @@ _PROFILE_COLUMNS = (*PROFILE_FIELDS, "utm")
 WRITE_ATTEMPTS = 3
 # A deadlock or serialization failure leaves nothing behind: the transaction can simply run again.
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+# Clocks of the tools that post activities drift; an activity a little ahead of ours is still believed.
+ACTIVITY_CLOCK_SKEW = timedelta(minutes=5)
 
 
 class IdempotencyKeyReused(BatonError):
@@ -251,18 +264,23 @@ def _retryable(error: DBAPIError) -> bool:
     return isinstance(error, IntegrityError) or getattr(error.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
-async def commit_intakes(sessions: async_sessionmaker[AsyncSession], intakes: Sequence[Intake]) -> list[IntakeResult]:
-    """Stores requests' leads in one transaction and answers each; a lost race with another writer runs it again."""
+async def _write(sessions: async_sessionmaker[AsyncSession], store: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Runs ``store`` in one transaction; a lost race with another writer runs it again."""
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             async with sessions() as session, session.begin():
-                results = await store_intakes(session, intakes)
+                result = await store(session)
         except DBAPIError as error:
             if attempt == WRITE_ATTEMPTS or not _retryable(error):
                 raise
         else:
-            return results
+            return result
     raise AssertionError("unreachable")
+
+
+async def commit_intakes(sessions: async_sessionmaker[AsyncSession], intakes: Sequence[Intake]) -> list[IntakeResult]:
+    """Stores requests' leads in one transaction and answers each; a lost race with another writer runs it again."""
+    return await _write(sessions, lambda session: store_intakes(session, intakes))
 
 
 async def forget_old_answers(session: AsyncSession, now: datetime, settings: Settings) -> int:
@@ -273,3 +291,103 @@ async def forget_old_answers(session: AsyncSession, now: datetime, settings: Set
         delete(IdempotentAnswer).where(IdempotentAnswer.created_at < now - timedelta(days=days))
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def find_lead(session: AsyncSession, lead_id: str) -> LeadOut:
+    """Returns the lead with this id as it is held.
+
+    Raises:
+        NotFound: No lead has this id.
+    """
+    lead = await session.get(Lead, lead_id)
+    if lead is None:
+        raise NotFound(f"no lead has the id {lead_id!r}")
+    return LeadOut(
+        lead_id=lead.id,
+        email=lead.email,
+        **{name: getattr(lead, name) for name in PROFILE_FIELDS},
+        utm=dict(lead.utm or {}),
+        created_at=lead.created_at,
+        updated_at=lead.updated_at,
+    )
+
+
+def check_activity(activity: ActivityPost, now: datetime) -> None:
+    """Refuses an activity that names its lead both ways or neither, or that happened in the future.
+
+    Raises:
+        Unprocessable: Naming the failing fields.
+    """
+    errors: list[dict[str, Any]] = []
+    if (activity.lead_id is None) == (activity.email is None):
+        given = "both were given" if activity.lead_id is not None else "neither was given"
+        msg = f"give exactly one of lead_id or email; {given}"
+        errors += [{"loc": ["body", field], "msg": msg, "type": "one_of"} for field in ("lead_id", "email")]
+    if activity.occurred_at > now + ACTIVITY_CLOCK_SKEW:
+        minutes = int(ACTIVITY_CLOCK_SKEW.total_seconds() // 60)
+        msg = f"is in the future (more than {minutes} minutes after {now.isoformat()})"
+        errors.append({"loc": ["body", "occurred_at"], "msg": msg, "type": "future"})
+    if errors:
+        fields = ", ".join(".".join(error["loc"]) for error in errors)
+        raise Unprocessable(f"request failed validation: {fields}", errors=errors)
+
+
+async def _lead_of(session: AsyncSession, activity: ActivityPost) -> str:
+    if activity.lead_id is not None:
+        lead_id = await session.scalar(select(_LEADS.c.id).where(_LEADS.c.id == activity.lead_id))
+        missing = f"no lead has the id {activity.lead_id!r} yet"
+    else:
+        assert activity.email is not None
+        email = normalise_email(activity.email)
+        lead_id = await session.scalar(select(_LEADS.c.id).where(_LEADS.c.email_normalized == email))
+        missing = f"no lead has the e-mail {activity.email!r} yet"
+    if lead_id is None:
+        raise NotFound(f"{missing}; send the lead first (POST /v1/leads), then the activity again")
+    return str(lead_id)
+
+
+async def store_activity(
+    session: AsyncSession, activity: ActivityPost, *, key: IdempotencyKey | None, now: datetime
+) -> IntakeResult:
+    """Publishes an activity of a known lead in the session's transaction; a repeated key gets its first answer.
+
+    Raises:
+        NotFound: No lead has the activity's id or e-mail; nothing is remembered under the key, so the
+            caller can send the lead and repeat the same request.
+    """
+    if key is not None:
+        held = await find_answers(session, keys=[key])
+        if (key.caller, key.key) in held:
+            return _repeat(held[(key.caller, key.key)], key)
+    lead_id = await _lead_of(session, activity)
+    event = LeadActivity(
+        lead_id=lead_id,
+        activity_type=activity.type,
+        occurred_at=activity.occurred_at,
+        properties=activity.properties,
+    )
+    await add_events(session, [event])
+    answer = Answer(status=202, body=ActivityAccepted(lead_id=lead_id).model_dump_json())
+    if key is not None:
+        # A concurrent request with the same key that commits first makes this fail; the retry replays its answer.
+        await session.execute(
+            _ANSWERS.insert(),
+            [
+                {
+                    "caller": key.caller,
+                    "key": key.key,
+                    "request_hash": key.request_hash,
+                    "status": answer.status,
+                    "body": answer.body,
+                    "created_at": now,
+                }
+            ],
+        )
+    return answer
+
+
+async def commit_activity(
+    sessions: async_sessionmaker[AsyncSession], activity: ActivityPost, *, key: IdempotencyKey | None, now: datetime
+) -> IntakeResult:
+    """Publishes an activity of a known lead in one transaction; a lost race with another writer runs it again."""
+    return await _write(sessions, lambda session: store_activity(session, activity, key=key, now=now))

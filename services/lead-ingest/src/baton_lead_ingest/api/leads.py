@@ -1,4 +1,4 @@
-"""POST /v1/leads and /v1/leads:batch: the canonical intake API."""
+"""POST /v1/leads, /v1/leads:batch and /v1/activities, GET /v1/leads/{lead_id}: the canonical intake API."""
 
 from __future__ import annotations
 
@@ -7,16 +7,35 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from pydantic import ValidationError
 
-from baton.web import PROBLEM_JSON, LeadsWriterDep, NowDep
+from baton.web import PROBLEM_JSON, LeadsReaderDep, LeadsWriterDep, NowDep, RuntimeDep, SessionDep
 from baton_lead_ingest.domain import request_fingerprint
 from baton_lead_ingest.group_commit import GroupCommit
-from baton_lead_ingest.schemas import BatchAnswer, FieldError, LeadAccepted, LeadBatchIn, LeadIn
-from baton_lead_ingest.service import IdempotencyKey, Intake, IntakeResult, InvalidLead
+from baton_lead_ingest.schemas import (
+    ActivityAccepted,
+    ActivityPost,
+    BatchAnswer,
+    FieldError,
+    LeadAccepted,
+    LeadBatchIn,
+    LeadIn,
+    LeadOut,
+)
+from baton_lead_ingest.service import (
+    IdempotencyKey,
+    Intake,
+    IntakeResult,
+    InvalidLead,
+    check_activity,
+    commit_activity,
+    find_lead,
+)
 
 router = APIRouter(prefix="/v1", tags=["leads"])
 
 LEADS_PATH = "/leads"
 BATCH_PATH = "/leads:batch"
+LEAD_PATH = "/leads/{lead_id}"
+ACTIVITIES_PATH = "/activities"
 
 IntakeWriter = GroupCommit[Intake, IntakeResult]
 
@@ -45,8 +64,15 @@ _KEY_REUSED = {
 }
 
 
+_NOT_FOUND = {"description": "No lead has this id (or e-mail address).", "content": {PROBLEM_JSON: {}}}
+
+
 async def _answer(intake: IntakeWriter, request: Intake) -> Response:
     result = await intake.submit(request, weight=max(1, len(request.valid_leads)))
+    return _response(result)
+
+
+def _response(result: IntakeResult) -> Response:
     if isinstance(result, Exception):
         raise result
     return Response(result.body, status_code=result.status, media_type="application/json")
@@ -103,3 +129,35 @@ async def post_lead_batch(
         ]
         key = _key(caller.subject, idempotency_key, BATCH_PATH, canonical)
     return await _answer(intake, Intake(leads=leads, received_at=now, batch=True, key=key))
+
+
+@router.get(LEAD_PATH, response_model=LeadOut, responses={404: _NOT_FOUND})
+async def get_lead(lead_id: str, session: SessionDep, _: LeadsReaderDep) -> LeadOut:
+    """Returns the lead as Baton holds it: its canonical fields, where it came from, when it came and last changed."""
+    return await find_lead(session, lead_id)
+
+
+@router.post(
+    ACTIVITIES_PATH,
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ActivityAccepted,
+    responses={404: _NOT_FOUND, 422: _KEY_REUSED},
+)
+async def post_activity(
+    activity: ActivityPost,
+    caller: LeadsWriterDep,
+    runtime: RuntimeDep,
+    now: NowDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Records an engagement of a known lead, found by `lead_id` or by `email`, and publishes `lead.activity`.
+
+    An activity for someone who is not a lead yet answers 404 and is not kept, because keeping it would hold
+    personal data of a person who may never become a lead, with nothing to say how long; send the lead first,
+    then the activity again (with the same Idempotency-Key, if any: a 404 is not remembered under it).
+    """
+    check_activity(activity, now)
+    key = None
+    if idempotency_key is not None:
+        key = _key(caller.subject, idempotency_key, ACTIVITIES_PATH, activity.model_dump(mode="json"))
+    return _response(await commit_activity(runtime.sessions, activity, key=key, now=now))
