@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baton.bus import Bus, Record
+from baton.db import insert_for
 from baton.events import EVENT_MODELS, Clock, CloudEvent, EventData, dlq_topic, utcnow
 from baton.failures import is_transient
 from baton.outbox import InboxEntry, decode_record
@@ -244,7 +243,7 @@ async def _claim_inbox(session: AsyncSession, group: str, event_ids: Sequence[st
     by the inbox's primary key: PostgreSQL makes the second wait for the first to commit and then
     skips it; SQLite serialises the writers.
     """
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = insert_for(session)
     now = utcnow()
     statement = (
         insert(InboxEntry)

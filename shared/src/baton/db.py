@@ -15,9 +15,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, DateTime, Dialect, event, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 from baton.errors import BatonError, Conflict, Unavailable, Unprocessable
@@ -122,6 +124,30 @@ def is_postgresql(engine: AsyncEngine) -> bool:
         True for PostgreSQL.
     """
     return engine.dialect.name == "postgresql"
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The ``insert`` of a dialect by name, the one with ``ON CONFLICT`` (PostgreSQL's, else SQLite's).
+
+    Args:
+        dialect: ``engine.dialect.name``.
+
+    Returns:
+        ``sqlalchemy.dialects.postgresql.insert`` or ``sqlalchemy.dialects.sqlite.insert``.
+    """
+    return postgresql_insert if dialect == "postgresql" else sqlite_insert
+
+
+def insert_for(session: AsyncSession | Session) -> Any:
+    """The ``insert`` with ``ON CONFLICT`` for the database a session is bound to.
+
+    Args:
+        session: An async or sync session.
+
+    Returns:
+        ``sqlalchemy.dialects.postgresql.insert`` or ``sqlalchemy.dialects.sqlite.insert``.
+    """
+    return dialect_insert(session.get_bind().dialect.name)
 
 
 def create_sessionmaker(engine: AsyncEngine, **info: Any) -> async_sessionmaker[AsyncSession]:

@@ -12,13 +12,12 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, event, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from baton.auth import Principal
+from baton.db import dialect_insert, insert_for
 from baton.errors import Conflict, Forbidden, NotFound, Unprocessable
 from baton.events import LeadAssigned, LeadRecycled, LeadStatusChanged, new_id
 from baton.outbox import add_event
@@ -86,10 +85,6 @@ def _default_rule(session: AsyncSession) -> routing.Rule:
     return routing.default_rule(policy)
 
 
-def _insert(session: AsyncSession | Session) -> Any:
-    return postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 def _refused(detail: str, *, field: str) -> Unprocessable:
     return Unprocessable(detail, errors=[{"loc": ["body", field], "msg": detail, "type": "value_error"}])
 
@@ -119,7 +114,7 @@ async def create_rep(session: AsyncSession, *, rep_in: RepIn, principal: Princip
         raise Conflict(f"rep {rep_in.rep_id} already exists") from exc
     # Closing an assignment counts down a row that must be there; a rep added again keeps theirs.
     await session.execute(
-        _insert(session)(RepWorkload)
+        insert_for(session)(RepWorkload)
         .values(rep_id=rep.rep_id, open_assignments=0)
         .on_conflict_do_nothing(index_elements=[RepWorkload.rep_id])
     )
@@ -448,7 +443,7 @@ async def _take_routing_turn(session: AsyncSession) -> _RoutingTurn:
     lock = select(RoutingCursor.name).where(RoutingCursor.name == ROUTING_LOCK).with_for_update()
     if (await session.execute(lock)).one_or_none() is None:
         await session.execute(
-            _insert(session)(RoutingCursor)
+            insert_for(session)(RoutingCursor)
             .values(name=ROUTING_LOCK, last_rep_id=None)
             .on_conflict_do_nothing(index_elements=[RoutingCursor.name])
         )
@@ -511,7 +506,7 @@ def _write_routing_turn(session: Session) -> None:
         if turn.stored_pools.get(name) != state
     ]
     if moved:
-        pools = _insert(session)(RoutingPool).values(moved)
+        pools = insert_for(session)(RoutingPool).values(moved)
         session.execute(
             pools.on_conflict_do_update(
                 index_elements=[RoutingPool.name],
@@ -520,7 +515,7 @@ def _write_routing_turn(session: Session) -> None:
         )
     opened = sorted((rep_id, n) for rep_id, n in turn.opened.items() if n > 0)
     if opened:
-        counts = _insert(session)(RepWorkload).values([{"rep_id": r, "open_assignments": n} for r, n in opened])
+        counts = insert_for(session)(RepWorkload).values([{"rep_id": r, "open_assignments": n} for r, n in opened])
         session.execute(
             counts.on_conflict_do_update(
                 index_elements=[RepWorkload.rep_id],
@@ -565,7 +560,7 @@ def _insert_assignment_statement(dialect: str) -> Any:
     # Built once per dialect with a parameter per column: building and coercing a statement for every
     # lead cost more CPU than the insert itself. Core, not ORM: nothing here needs the unit of work.
     assignments = Assignment.__table__
-    insert: Any = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    insert = dialect_insert(dialect)
     columns = [column for column in assignments.c if column.name != "seq"]
     return (
         insert(assignments)

@@ -20,14 +20,12 @@ from typing import Any, Literal, get_args
 
 import httpx
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 from standardwebhooks import Webhook
 
 from baton.consumer import EventHandler, Incoming, handlers
-from baton.db import Base, UTCDateTime
+from baton.db import Base, UTCDateTime, insert_for
 from baton.errors import NotFound
 from baton.events import (
     Clock,
@@ -186,7 +184,7 @@ async def put_endpoint(
         .execution_options(populate_existing=True)
     )
     if endpoint is None:
-        insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        insert = insert_for(session)
         # Two admins creating the same team's endpoint at once: the later one replaces what the first made.
         created = await session.scalar(
             insert(WebhookEndpoint)
@@ -259,13 +257,8 @@ async def queue_delivery(
     assignment_id: str | None,
 ) -> bool:
     """Queues the event for the team's endpoint if it has an enabled one subscribed to it; True if queued."""
-    if team is None:
-        return False
-    endpoint = await session.scalar(
-        select(WebhookEndpoint).where(WebhookEndpoint.team == team, WebhookEndpoint.enabled.is_(True))
-    )
     event_type = event.data.event_type
-    if endpoint is None or event_type not in endpoint.events:
+    if team is None or event_type not in (await _subscriptions(session)).get(team, ()):
         return False
     envelope = CloudEvent(
         id=event.id,
@@ -275,7 +268,7 @@ async def queue_delivery(
         subject=event.data.lead_id,
         data=event.data.model_dump(mode="json"),
     )
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = insert_for(session)
     result = await session.execute(
         insert(WebhookDelivery)
         .values(
@@ -295,6 +288,23 @@ async def queue_delivery(
         .on_conflict_do_nothing(index_elements=[WebhookDelivery.team, WebhookDelivery.event_id])
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+_SUBSCRIPTIONS_KEY = "baton_handoff_webhook_subscriptions"
+
+
+async def _subscriptions(session: AsyncSession) -> dict[str, frozenset[str]]:
+    """The event types each team's enabled endpoint takes, read once per transaction (a batch)."""
+    transaction = session.sync_session.get_transaction()
+    cached: tuple[object, dict[str, frozenset[str]]] | None = session.info.get(_SUBSCRIPTIONS_KEY)
+    if cached is not None and cached[0] is transaction:
+        return cached[1]
+    rows = await session.execute(
+        select(WebhookEndpoint.team, WebhookEndpoint.events).where(WebhookEndpoint.enabled.is_(True))
+    )
+    subscriptions = {team: frozenset(events) for team, events in rows}
+    session.info[_SUBSCRIPTIONS_KEY] = (transaction, subscriptions)
+    return subscriptions
 
 
 async def _team_of_assignment(session: AsyncSession, assignment_id: str) -> str | None:
@@ -318,12 +328,16 @@ async def on_lead_status_changed(event: Incoming[LeadStatusChanged], session: As
 
 async def on_sla_breached(event: Incoming[SlaBreached], session: AsyncSession) -> None:
     """Queues a breach for the webhook of the breached assignment's team."""
+    if not await _subscriptions(session):
+        return  # nobody takes webhooks: no need to find the team
     team = await _team_of_assignment(session, event.data.assignment_id)
     await queue_delivery(session, event=event, team=team, assignment_id=event.data.assignment_id)
 
 
 async def on_lead_recycled(event: Incoming[LeadRecycled], session: AsyncSession) -> None:
     """Queues a recycled lead for the webhook of the team of its latest assignment."""
+    if not await _subscriptions(session):
+        return  # nobody takes webhooks: no need to find the team
     await queue_delivery(
         session, event=event, team=await _team_of_lead(session, event.data.lead_id), assignment_id=None
     )

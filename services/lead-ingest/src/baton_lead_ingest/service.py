@@ -8,11 +8,10 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Insert, Row, Update, bindparam, delete, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from baton.db import Base
+from baton.db import Base, insert_for
 from baton.errors import BatonError, NotFound, Unprocessable
 from baton.events import Activity, EventData, LeadActivity, LeadReceived, LeadUpdated, new_id
 from baton.outbox import add_events
@@ -99,9 +98,8 @@ def _profile(lead: LeadIn) -> dict[str, Any]:
 
 
 def _insert_new_leads(session: AsyncSession) -> Insert:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(_LEADS).on_conflict_do_nothing(index_elements=[_LEADS.c.email_normalized])
+    statement: Insert = insert_for(session)(_LEADS).on_conflict_do_nothing(index_elements=[_LEADS.c.email_normalized])
+    return statement
 
 
 _UPDATE_MERGED: Update = update(_LEADS).where(_LEADS.c.id == bindparam("merged_id"))

@@ -17,11 +17,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import event, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
+from baton.db import insert_for
 from baton_metrics.domain import CounterSum, KpiIncrement, combine, kpi_report
 from baton_metrics.models import KpiCounter
 from baton_metrics.schemas import GroupBy, KpiReport
@@ -61,7 +60,7 @@ def add_count(session: AsyncSession, increment: KpiIncrement) -> None:
 
 def _write_counts(session: Session, increments: list[KpiIncrement]) -> None:
     rows = combine(increments)
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = insert_for(session)
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
         statement = insert(KpiCounter).values(
             [
