@@ -16,25 +16,9 @@ from typing import Any, Final, Literal
 from urllib.parse import unquote_plus
 
 from baton.errors import Unprocessable
-from baton_lead_ingest.domain import MAX_UTM_KEY_LENGTH, MAX_UTM_KEYS
+from baton_lead_ingest.domain import MAX_UTM_KEY_LENGTH, MAX_UTM_KEYS, PROFILE_FIELDS
 
-CANONICAL_FIELDS = frozenset(
-    {
-        "email",
-        "first_name",
-        "last_name",
-        "company",
-        "title",
-        "phone",
-        "country",
-        "company_size",
-        "industry",
-        "source",
-        "campaign",
-        "utm",
-        "external_id",
-    }
-)
+CANONICAL_FIELDS = frozenset({"email", "utm", *PROFILE_FIELDS})
 """The canonical lead fields a ``field_map`` may name; ``utm.<key>`` names one UTM parameter."""
 
 # A path is configuration typed by a person, not data: these bounds only stop a map that could never be meant.
