@@ -16,7 +16,7 @@ from tests.unit.test_lead_ingest_migrations import assert_idempotency_migration_
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("held_relay")]
 
-CONCURRENT_POSTS = 20
+CONCURRENT_POSTS = 50
 
 
 @pytest.fixture

@@ -57,3 +57,14 @@ class Unavailable(BatonError):
 
     status = 503
     title = "Service unavailable"
+
+
+class TooManyRequests(BatonError):
+    """The caller went over a rate limit; ``retry_after`` is how many seconds until it may try again."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.retry_after = max(1, retry_after)

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton.auth import InvalidToken, Principal, TokenVerifier
 from baton.db import classify_database_error
-from baton.errors import BatonError, Forbidden, Unauthorized
+from baton.errors import BatonError, Forbidden, TooManyRequests, Unauthorized
 from baton.events import Clock, new_id, utcnow
 from baton.logs import configure_logging
 from baton.runtime import ServiceRuntime, ServiceSpec
@@ -158,6 +158,8 @@ def _problem_for(error: BatonError) -> JSONResponse:
     response = problem(error.status, error.detail, title=error.title, **error.extensions)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, TooManyRequests):
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 

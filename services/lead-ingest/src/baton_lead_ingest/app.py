@@ -10,8 +10,10 @@ from fastapi import FastAPI
 
 from baton.runtime import ServiceRuntime, ServiceSpec
 from baton.web import create_service_app
-from baton_lead_ingest.api import leads
+from baton_lead_ingest.api import erasure, leads, quarantine, sources, webhooks
 from baton_lead_ingest.group_commit import GroupCommit
+from baton_lead_ingest.rate_limits import RateLimits
+from baton_lead_ingest.secret_box import SecretBox
 from baton_lead_ingest.service import Intake, IntakeResult, commit_intakes, forget_old_answers
 from baton_lead_ingest.settings import IngestSettings
 
@@ -29,10 +31,15 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app = create_service_app(
         SPEC,
         settings,
-        [leads.router],
-        description="Webhook and API intake: validates leads, merges duplicates, publishes lead.received.",
+        [leads.router, erasure.router, sources.router, webhooks.router, quarantine.router],
+        description=(
+            "Webhook and API intake: verifies and maps vendors' webhooks, validates and normalises leads, merges "
+            "duplicates, quarantines what cannot become a lead, publishes lead.received."
+        ),
     )
     runtime: ServiceRuntime = app.state.runtime
+    app.state.secret_box = SecretBox.from_settings(settings)
+    app.state.rate_limits = RateLimits()
     intake: GroupCommit[Intake, IntakeResult] = GroupCommit(
         partial(commit_intakes, runtime.sessions), max_weight=settings.intake_group_max_leads, name="lead-intake"
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -86,6 +86,8 @@ class Answer:
 
     status: int
     body: str
+    repeated: bool = field(default=False, compare=False)
+    """Given again to a repeated request (same key), rather than the outcome of this one."""
 
 
 IntakeResult = Answer | IdempotencyKeyReused
@@ -255,14 +257,16 @@ def _repeat(held: HeldAnswer, key: IdempotencyKey) -> IntakeResult:
         return IdempotencyKeyReused(
             f"the Idempotency-Key {key.key!r} was already used with a different request; a new request needs a new key"
         )
-    return held.answer
+    return replace(held.answer, repeated=True)
 
 
 def _retryable(error: DBAPIError) -> bool:
     return isinstance(error, IntegrityError) or getattr(error.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
-async def _write(sessions: async_sessionmaker[AsyncSession], store: Callable[[AsyncSession], Awaitable[T]]) -> T:
+async def write_retrying(
+    sessions: async_sessionmaker[AsyncSession], store: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
     """Runs ``store`` in one transaction; a lost race with another writer runs it again."""
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
@@ -278,7 +282,7 @@ async def _write(sessions: async_sessionmaker[AsyncSession], store: Callable[[As
 
 async def commit_intakes(sessions: async_sessionmaker[AsyncSession], intakes: Sequence[Intake]) -> list[IntakeResult]:
     """Stores requests' leads in one transaction and answers each; a lost race with another writer runs it again."""
-    return await _write(sessions, lambda session: store_intakes(session, intakes))
+    return await write_retrying(sessions, lambda session: store_intakes(session, intakes))
 
 
 async def forget_old_answers(session: AsyncSession, now: datetime, settings: Settings) -> int:
@@ -388,4 +392,4 @@ async def commit_activity(
     sessions: async_sessionmaker[AsyncSession], activity: ActivityPost, *, key: IdempotencyKey | None, now: datetime
 ) -> IntakeResult:
     """Publishes an activity of a known lead in one transaction; a lost race with another writer runs it again."""
-    return await _write(sessions, lambda session: store_activity(session, activity, key=key, now=now))
+    return await write_retrying(sessions, lambda session: store_activity(session, activity, key=key, now=now))

@@ -1,6 +1,6 @@
 """lead-ingest settings."""
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from baton.settings import Settings
 
@@ -19,4 +19,14 @@ class IngestSettings(Settings):
             "Most leads stored in one transaction when concurrent requests are written together "
             "(a batch larger than this still goes in one)."
         ),
+    )
+    source_secret_key: SecretStr | None = Field(
+        None,
+        description=(
+            "Key that encrypts webhook sources' secrets at rest (any string of 32+ characters); by default "
+            "derived from the JWT secret, so changing that makes stored source secrets unreadable."
+        ),
+    )
+    token_rate_limit_per_minute: int = Field(
+        120_000, ge=1, description="Requests one bearer token may make to lead-ingest per minute before 429."
     )

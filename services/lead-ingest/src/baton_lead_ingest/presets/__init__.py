@@ -19,6 +19,10 @@ class PresetLead:
 
 
 Preset = Callable[[Any], list[PresetLead]]
+
+PERSON_ID_PRESETS = frozenset({"marketo"})
+"""Presets whose ``external_id`` names the person (Marketo's lead id), not the submission: the same id comes again
+with every later webhook about that person, so it cannot tell a retried delivery from a new one."""
 """Maps a vendor's parsed JSON body to the leads it carries; raises ``Unprocessable`` on a foreign shape."""
 
 # The preset modules refer to the types above, so they are imported after them.
