@@ -561,3 +561,22 @@ async def test_erasing_an_unknown_lead_is_not_found(ingest: Ingest) -> None:
 
     assert_problem(response, 404)
     assert await ingest.outbox() == []
+
+
+async def test_a_token_over_its_rate_limit_is_answered_429_while_other_tokens_go_on(tmp_path: Path) -> None:
+    async with running(IngestSettings(data_dir=tmp_path, token_rate_limit_per_minute=2)) as ingest:
+        answers = [
+            await ingest.client.post("/v1/leads", json={"email": f"p{n}@example.com"}, headers=ingest.writer("crm"))
+            for n in range(3)
+        ]
+        other = await ingest.client.post("/v1/leads", json={"email": "q@example.com"}, headers=ingest.writer("dialer"))
+        batch = await ingest.client.post(
+            "/v1/leads:batch", json={"leads": [{"email": "r@example.com"}]}, headers=ingest.writer("crm")
+        )
+
+        assert [answer.status_code for answer in answers[:2]] == [202, 202]
+        assert_problem(answers[2], 429)
+        assert int(answers[2].headers["retry-after"]) >= 1
+        assert other.status_code == 202
+        assert_problem(batch, 429)
+        assert await ingest.lead_count() == 3

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Annotated
 
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+from baton.auth import InvalidToken, TokenVerifier
 from baton.errors import TooManyRequests
+from baton_lead_ingest.settings import IngestSettings
 
 
 class RateLimits:
@@ -41,3 +46,32 @@ class RateLimits:
             f"the {kind} is over its limit of {per_minute} requests per minute; retry after {max(1, retry_after)} s",
             retry_after=retry_after,
         )
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def limit_per_token(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Counts a request against its bearer token's limit (``token_rate_limit_per_minute``).
+
+    A request without a valid token is not counted here: the route's own check refuses it with 401.
+
+    Raises:
+        TooManyRequests: The token is over its limit.
+    """
+    if credentials is None:
+        return
+    tokens: TokenVerifier = request.app.state.tokens
+    try:
+        principal = tokens.verify(credentials.credentials)
+    except InvalidToken:
+        return
+    limits: RateLimits = request.app.state.rate_limits
+    settings: IngestSettings = request.app.state.runtime.settings
+    await limits.hit(kind="token", name=principal.subject, per_minute=settings.token_rate_limit_per_minute)
+
+
+TokenRateLimit = Depends(limit_per_token)
+"""A router dependency that holds each bearer token to lead-ingest's per-token rate limit."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from baton.web import PROBLEM_JSON, AdminDep, NowDep, SessionDep
+from baton_lead_ingest.rate_limits import TokenRateLimit
 from baton_lead_ingest.webhooks import LeadErasedAnswer, erase_lead
 
-router = APIRouter(prefix="/v1", tags=["erasure"])
+router = APIRouter(prefix="/v1", tags=["erasure"], dependencies=[TokenRateLimit])
 
 
 @router.post(

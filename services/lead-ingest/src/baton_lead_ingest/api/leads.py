@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from baton.web import PROBLEM_JSON, LeadsReaderDep, LeadsWriterDep, NowDep, RuntimeDep, SessionDep
 from baton_lead_ingest.domain import request_fingerprint
 from baton_lead_ingest.group_commit import GroupCommit
+from baton_lead_ingest.rate_limits import TokenRateLimit
 from baton_lead_ingest.schemas import (
     ActivityAccepted,
     ActivityPost,
@@ -30,7 +31,7 @@ from baton_lead_ingest.service import (
     find_lead,
 )
 
-router = APIRouter(prefix="/v1", tags=["leads"])
+router = APIRouter(prefix="/v1", tags=["leads"], dependencies=[TokenRateLimit])
 
 LEADS_PATH = "/leads"
 BATCH_PATH = "/leads:batch"

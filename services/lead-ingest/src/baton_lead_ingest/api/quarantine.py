@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from baton.web import PROBLEM_JSON, AdminDep, NowDep, Page, RuntimeDep, SessionDep, position_cursor
 from baton_lead_ingest.observability import count_answer
+from baton_lead_ingest.rate_limits import TokenRateLimit
 from baton_lead_ingest.schemas import LeadAccepted
 from baton_lead_ingest.service import write_retrying
 from baton_lead_ingest.webhooks import (
@@ -21,7 +22,7 @@ from baton_lead_ingest.webhooks import (
     replay_quarantined,
 )
 
-router = APIRouter(prefix="/v1", tags=["quarantine"])
+router = APIRouter(prefix="/v1", tags=["quarantine"], dependencies=[TokenRateLimit])
 
 _NOT_FOUND = {"description": "No quarantined payload has this id.", "content": {PROBLEM_JSON: {}}}
 

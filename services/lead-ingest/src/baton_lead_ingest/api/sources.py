@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, status
 
 from baton.web import PROBLEM_JSON, AdminDep, NowDep, SessionDep
+from baton_lead_ingest.rate_limits import TokenRateLimit
 from baton_lead_ingest.secret_box import SecretBox
 from baton_lead_ingest.sources import (
     SourceIn,
@@ -21,7 +22,7 @@ from baton_lead_ingest.sources import (
     update_source,
 )
 
-router = APIRouter(prefix="/v1", tags=["sources"])
+router = APIRouter(prefix="/v1", tags=["sources"], dependencies=[TokenRateLimit])
 
 _NOT_FOUND = {"description": "No source has this name.", "content": {PROBLEM_JSON: {}}}
 
