@@ -270,6 +270,25 @@ async def test_event_type_without_a_handler_is_skipped(
     assert await read_topic(embedded_log, dlq_topic(LEADS_INGESTED)) == []
 
 
+async def test_a_record_of_a_type_the_group_does_not_handle_is_not_decoded_or_dead_lettered_even_if_garbled(
+    sessions: async_sessionmaker[AsyncSession],
+    embedded_log: EmbeddedLog,
+    read_topic: ReadTopic,
+    new_lead: NewLead,
+) -> None:
+    handler = Handler()
+    consumer = _consumer(handler, embedded_log, sessions, event_type=LeadScored.event_type)
+    received = _record(new_lead())
+    garbled = Record(topic=received.topic, key=received.key, value=b"\x00not json{", headers=received.headers)
+    scored = LeadScored(lead_id=received.key, score=10, fit_grade="C", engagement=0, breakdown=[], model_version=1)
+
+    await consumer.on_batch([garbled, Record.from_event(CloudEvent.wrap(scored, source=SOURCE))])
+
+    assert garbled.header("ce_type") == LeadReceived.event_type
+    assert handler.calls == 1
+    assert await read_topic(embedded_log, dlq_topic(LEADS_INGESTED)) == []
+
+
 def test_consumer_refuses_handlers_for_unknown_event_types(
     sessions: async_sessionmaker[AsyncSession], embedded_log: EmbeddedLog
 ) -> None:

@@ -77,6 +77,9 @@ def handlers(*functions: EventHandler) -> dict[str, EventHandler]:
     return table
 
 
+TYPE_HEADER = "ce_type"
+"""The CloudEvents binary-mode header naming an event's type (see ``baton.events.to_binary``)."""
+
 REPLAY_FOR_GROUP_HEADER = "baton_replay_for_group"
 """Set on a record put back from a DLQ: only the consumer group that parked it applies it again."""
 
@@ -139,6 +142,9 @@ class EventConsumer:
             replay_for = record.header(REPLAY_FOR_GROUP_HEADER)
             if replay_for is not None and replay_for != self.group:
                 continue
+            named_type = record.header(TYPE_HEADER)
+            if named_type is not None and named_type not in self.handlers:
+                continue  # not this group's event: its body is never read
             try:
                 event = decode_record(record)
                 handler = self.handlers.get(event.type)
