@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import typing
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from baton.bus import Bus, Record
 from baton.db import insert_for
@@ -214,6 +216,7 @@ class EventConsumer:
 
     async def _apply(self, items: Sequence[_Decoded]) -> None:
         async with self.sessions() as session, session.begin():
+            begin_batch(session, (item.payload.lead_id for item in items))
             fresh = await _claim_inbox(session, self.group, [item.event.id for item in items])
             for item in items:
                 if item.event.id not in fresh:
@@ -240,6 +243,96 @@ class EventConsumer:
         )
         dead = Record(topic=dlq_topic(record.topic), key=record.key, value=record.value, headers=headers)
         await self._until_not_transient(lambda: self.bus.publish([dead]), what="dead letter", size=1)
+
+
+_BATCH_KEY = "baton_consumer_batch"
+
+
+def begin_batch(session: AsyncSession, lead_ids: Iterable[str]) -> None:
+    """Tells the handlers about to run in the session's transaction which leads their batch holds.
+
+    The consumer calls it before it applies a batch, so that a lookup such as ``LeadSet.holds``
+    reads what it needs for every lead of the batch at once instead of once per event.
+
+    Args:
+        session: The session the batch is applied in, its transaction begun.
+        lead_ids: The lead id of every event in the batch.
+    """
+    session.info[_BATCH_KEY] = (session.sync_session.get_transaction(), frozenset(lead_ids))
+
+
+def batch_lead_ids(session: AsyncSession) -> frozenset[str]:
+    """Returns the leads of the batch being applied in the session's transaction.
+
+    Args:
+        session: A handler's session.
+
+    Returns:
+        The lead ids ``begin_batch`` named, or none outside a consumer's batch.
+    """
+    batch: tuple[object, frozenset[str]] | None = session.info.get(_BATCH_KEY)
+    if batch is None or batch[0] is not session.sync_session.get_transaction():
+        return frozenset()
+    return batch[1]
+
+
+@dataclass
+class _LeadSetSeen:
+    transaction: object
+    looked_up: set[str]
+    found: set[str]
+
+
+@dataclass(frozen=True)
+class LeadSet:
+    """The leads that have a row in a table keyed by lead id, looked up once per batch rather than once per event.
+
+    The first question in a transaction reads the rows of every lead in the consumer's batch (see
+    ``begin_batch``) with one query; later questions about those leads are answered from it, and a
+    lead outside the batch costs one more query. Rows the transaction writes itself are told with ``add``.
+
+    Attributes:
+        column: The table's lead-id column, e.g. ``ErasedLead.lead_id``.
+    """
+
+    column: InstrumentedAttribute[str]
+
+    async def holds(self, session: AsyncSession, lead_id: str) -> bool:
+        """Tells whether the table has a row for a lead.
+
+        Args:
+            session: A handler's session.
+            lead_id: The lead asked about.
+
+        Returns:
+            True when the row exists, committed or written earlier in this transaction.
+        """
+        seen = self._seen(session)
+        if lead_id not in seen.looked_up:
+            wanted = (batch_lead_ids(session) - seen.looked_up) | {lead_id}
+            seen.found.update(await session.scalars(select(self.column).where(self.column.in_(wanted))))
+            seen.looked_up.update(wanted)
+        return lead_id in seen.found
+
+    def add(self, session: AsyncSession, lead_id: str) -> None:
+        """Records that the session's transaction wrote the row of a lead.
+
+        Args:
+            session: The session that wrote it.
+            lead_id: The lead.
+        """
+        seen = self._seen(session)
+        seen.looked_up.add(lead_id)
+        seen.found.add(lead_id)
+
+    def _seen(self, session: AsyncSession) -> _LeadSetSeen:
+        key = f"baton_lead_set:{self.column.class_.__tablename__}"
+        transaction = session.sync_session.get_transaction()
+        seen: _LeadSetSeen | None = session.info.get(key)
+        if seen is None or seen.transaction is not transaction:
+            seen = _LeadSetSeen(transaction=transaction, looked_up=set(), found=set())
+            session.info[key] = seen
+        return seen
 
 
 async def _claim_inbox(session: AsyncSession, group: str, event_ids: Sequence[str]) -> set[str]:
