@@ -51,3 +51,12 @@ class ScoreHistory(Base):
     fit_grade: Mapped[str] = mapped_column(String(1))
     model_version: Mapped[int] = mapped_column(Integer)
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ErasedLead(Base):
+    """A lead whose person asked to be forgotten: its score is gone, and later events for it are ignored."""
+
+    __tablename__ = "scoring_erased_leads"
+
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime())
