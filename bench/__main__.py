@@ -50,6 +50,7 @@ from bench.pipeline import (
 )
 from bench.report import build_results, dumps, render_markdown
 from bench.routing import measure_routing
+from bench.webhooks import WEBHOOK_PATH, signed_intake
 from bench.wrk import run_wrk, wrk_available
 
 BARE_PORT = 18300
@@ -171,7 +172,7 @@ def _bearer(system: RunningSystem) -> str:
 
 
 async def _measure_system(
-    system: RunningSystem, watcher: AssignmentWatcher, plan: Plan, transport: str
+    system: RunningSystem, watcher: AssignmentWatcher, plan: Plan, transport: str, ceiling_per_second: float | None
 ) -> dict[str, Any]:
     measured: dict[str, Any] = {}
     token = _bearer(system)
@@ -243,9 +244,24 @@ async def _measure_system(
         say(f"[{transport}] intake: wrk POST /v1/leads for {plan.wrk_seconds:g} s")
         single = await asyncio.to_thread(run_wrk, intake_url, token=token, tag=tag + "s", seconds=plan.wrk_seconds)
         measured["intake_single"] = intake_figures(single)
+        # Each intake phase starts once metrics counted the leads of the one before, on a quiet pipeline.
+        taken = before + single.ok
+        caught_up = await wait_until_counted(baton, taken, wait_seconds=plan.intake_drain_timeout)
+        measured["intake_single"]["pipeline_caught_up_before_webhook"] = caught_up
+        say(f"[{transport}] intake: wrk {WEBHOOK_PATH}, signed deliveries for {plan.wrk_seconds:g} s")
+        try:
+            webhook = await signed_intake(
+                baton, tag=tag + "w", seconds=plan.wrk_seconds, ceiling_per_second=ceiling_per_second
+            )
+        except Exception as exc:
+            say(f"[{transport}] signed webhook intake failed: {exc!r}")
+            traceback.print_exc(file=sys.stderr)
+            webhook = {"available": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        measured["intake_webhook"] = webhook
+        taken += webhook.get("ok") or 0
         if batch:
-            caught_up = await wait_until_counted(baton, before + single.ok, wait_seconds=plan.intake_drain_timeout)
-            measured["intake_single"]["pipeline_caught_up_before_batch"] = caught_up
+            caught_up = await wait_until_counted(baton, taken, wait_seconds=plan.intake_drain_timeout)
+            webhook["pipeline_caught_up_before_batch"] = caught_up
             say(f"[{transport}] intake: wrk {BATCH_PATH}, {plan.batch_size} leads per request")
             result = await asyncio.to_thread(
                 run_wrk,
@@ -302,8 +318,8 @@ def _system(transport: str, workdir: Path) -> Iterator[tuple[RunningSystem, dict
             asyncio.run(_drop_kafka_system(name))
 
 
-def measure_transport(transport: str, plan: Plan) -> dict[str, Any]:
-    """Starts the system on one transport, measures it, stops it."""
+def measure_transport(transport: str, plan: Plan, ceiling_per_second: float | None = None) -> dict[str, Any]:
+    """Starts the system on one transport, measures it, stops it; ``ceiling_per_second`` is the bare endpoint's rate."""
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
         say(f"[{transport}] starting the system")
         started = time.perf_counter()
@@ -311,7 +327,7 @@ def measure_transport(transport: str, plan: Plan) -> dict[str, Any]:
             startup = time.perf_counter() - started
             say(f"[{transport}] up in {startup:.1f} s")
             with RssSampler(pids) as rss:
-                measured = asyncio.run(_measure_system(system, watcher, plan, transport))
+                measured = asyncio.run(_measure_system(system, watcher, plan, transport, ceiling_per_second))
             measured["startup_seconds"] = startup
             measured["rss_mb"] = {name: round(value, 1) for name, value in rss.peak_mb.items()}
             say(f"[{transport}] stopping")
@@ -339,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     machine["postgresql"] = limits.get("kafka", {}).get("commits", {}).get("server_version")
     measured: dict[str, dict[str, Any]] = {}
     for transport in transports:
-        measured[transport] = _guarded(f"{transport} system", partial(measure_transport, transport, plan))
+        ceiling = limits.get(transport, {}).get("fastapi", {}).get("single_rps")
+        measured[transport] = _guarded(f"{transport} system", partial(measure_transport, transport, plan, ceiling))
     results = build_results(
         machine=machine,
         limits=limits,

@@ -1,4 +1,5 @@
-"""Baton's intake under wrk: ``POST /v1/leads`` one lead per request, and ``POST /v1/leads:batch``."""
+"""Baton's intake under wrk: ``POST /v1/leads`` one lead per request, signed webhook deliveries (``bench.webhooks``),
+and ``POST /v1/leads:batch``."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ def intake_figures(result: WrkResult, *, batch_size: int = 0) -> dict[str, Any]:
         batch_size: Leads per request, 0 for single posts.
 
     Returns:
-        ``leads_per_second``, ``requests``, ``ok``, ``errors``, ``statuses``, ``latency_ms``, and for
-        batches ``batch_size``, ``items`` (leads answered with a ``lead_id``) and ``refused_items``.
+        ``leads_per_second``, ``requests``, ``ok``, ``errors``, ``statuses``, ``latency_ms``,
+        ``load_generator_cores`` (wrk's CPU seconds per second of the run), ``note`` when something went wrong,
+        and for batches ``batch_size``, ``items`` (leads answered with a ``lead_id``) and ``refused_items``.
     """
     seconds = result.seconds or 1.0
     figures: dict[str, Any] = {
@@ -29,9 +31,15 @@ def intake_figures(result: WrkResult, *, batch_size: int = 0) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "requests_per_second": result.ok / seconds,
         "latency_ms": dict(result.latency_ms),
+        "load_generator_cores": round(result.cpu_seconds / seconds, 3) if result.cpu_seconds is not None else None,
     }
+    notes = []
+    if result.exhausted:
+        notes.append(f"ERRORS: the pool of signed deliveries ran out ({result.exhausted} requests went unsigned)")
     if not batch_size:
         figures["leads_per_second"] = result.ok / seconds
+        if notes:
+            figures["note"] = "; ".join(notes)
         return figures
     sent_items = result.ok * batch_size
     items = result.items if result.items else None
@@ -39,7 +47,6 @@ def intake_figures(result: WrkResult, *, batch_size: int = 0) -> dict[str, Any]:
     figures["items"] = items if items is not None else sent_items
     figures["refused_items"] = max(sent_items - items, 0) if items is not None else None
     figures["leads_per_second"] = figures["items"] / seconds
-    notes = []
     if items is None and result.ok:
         notes.append("answers carried no lead_id: counted as 2xx requests × batch size")
     if figures["refused_items"]:

@@ -63,7 +63,8 @@ def fastapi_limit(*, port: int, seconds: float, batch_size: int, workdir: Path) 
         workdir: Where its log goes.
 
     Returns:
-        ``single_rps``, ``batch_leads_per_second``, ``batch_size``, ``rss_mb`` and the wrk details.
+        ``single_rps``, ``batch_leads_per_second``, ``batch_size``, ``rss_mb`` and the wrk details (among them
+        ``single_load_generator_cores``: wrk's own CPU at the highest single-lead rate this machine serves).
     """
     log = workdir / "bare-fastapi.log"
     with log.open("wb") as out:
@@ -103,6 +104,9 @@ def fastapi_limit(*, port: int, seconds: float, batch_size: int, workdir: Path) 
         "single_errors": single.errors,
         "batch_errors": batch.errors,
         "single_latency_ms": single.latency_ms,
+        "single_load_generator_cores": (
+            round(single.cpu_seconds / single.seconds, 3) if single.cpu_seconds is not None else None
+        ),
     }
 
 

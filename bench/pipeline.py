@@ -231,6 +231,17 @@ class Baton:
             if answer.status_code not in (201, 409):
                 raise RuntimeError(f"could not create a rep: {answer.status_code} {answer.text}")
 
+    async def create_webhook_source(self, name: str) -> str:
+        """Creates a ``standard-webhooks`` source with no preset (bodies are canonical leads); its secret."""
+        answer = await self.client.post(
+            f"{self.urls['lead-ingest']}/v1/sources",
+            json={"name": name, "verification": "standard-webhooks"},
+            headers=self.headers,
+        )
+        if answer.status_code != 201:
+            raise RuntimeError(f"could not create a webhook source: {answer.status_code} {answer.text[:300]}")
+        return str(answer.json()["secret"])
+
     async def totals(self) -> dict[str, int]:
         """Metrics' all-time totals."""
         answer = await self.client.get(f"{self.urls['metrics']}/v1/kpis", headers=self.headers)

@@ -35,6 +35,8 @@ class WrkResult:
         latency_ms: Latency percentiles (``p50``, ``p90``, ``p99``, … and ``max`` when the script reported it).
         statuses: Answers counted by HTTP status, when the script reported them.
         items: Batch items the server answered with a ``lead_id``, when the script counted them.
+        exhausted: Requests a thread asked for after its pool of signed deliveries ran out (sent unsigned).
+        cpu_seconds: CPU time wrk itself used over the run, all threads, when the script reported it.
     """
 
     requests: int
@@ -45,6 +47,8 @@ class WrkResult:
     latency_ms: dict[str, float] = field(default_factory=dict)
     statuses: dict[str, int] = field(default_factory=dict)
     items: int | None = None
+    exhausted: int = 0
+    cpu_seconds: float | None = None
 
     @property
     def errors(self) -> int:
@@ -90,6 +94,8 @@ def parse_wrk_output(text: str) -> WrkResult:
     }
     statuses: dict[str, int] = {}
     items: int | None = None
+    exhausted = 0
+    cpu_seconds: float | None = None
     extra = _JSON_LINE.search(text)
     if extra is not None:
         reported = json.loads(extra.group(1))
@@ -97,6 +103,8 @@ def parse_wrk_output(text: str) -> WrkResult:
         items = int(reported["items"]) if "items" in reported else None
         latency.update({k: v / 1000 for k, v in reported.get("latency_us", {}).items()})
         seconds = reported.get("duration_us", seconds * 1e6) / 1e6
+        exhausted = int(reported.get("exhausted", 0))
+        cpu_seconds = reported["cpu_us"] / 1e6 if "cpu_us" in reported else None
     return WrkResult(
         requests=requests,
         seconds=seconds,
@@ -106,6 +114,8 @@ def parse_wrk_output(text: str) -> WrkResult:
         latency_ms=latency,
         statuses=statuses,
         items=items,
+        exhausted=exhausted,
+        cpu_seconds=cpu_seconds,
     )
 
 
@@ -125,6 +135,7 @@ def run_wrk(
     token: str,
     tag: str,
     batch: int = 0,
+    pool: Path | None = None,
     threads: int = 2,
     connections: int = 32,
     seconds: float = 10,
@@ -136,6 +147,8 @@ def run_wrk(
         token: Bearer token for the requests.
         tag: Makes this run's e-mail addresses unique.
         batch: Leads per request (``{"leads": [...]}``); 0 posts one lead per request.
+        pool: Sends these signed webhook deliveries instead, one file per thread (``<pool>.1`` …, see
+            ``bench.webhooks.write_pool``); ``token``, ``tag`` and ``batch`` are then unused.
         threads: wrk threads.
         connections: Connections kept open, spread over the threads.
         seconds: How long to load.
@@ -161,6 +174,7 @@ def run_wrk(
         token,
         tag,
         str(batch),
+        str(pool) if pool is not None else "",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if done.returncode != 0:
