@@ -4,7 +4,9 @@ Everything here is pure: the measuring modules hand over plain dictionaries.
 
 A figure's limit is what this machine's raw parts can do, measured in the same run:
 
-* intake: the bare FastAPI 202 endpoint loaded by the same wrk command;
+* intake: the bare FastAPI 202 endpoint loaded by the same wrk command; signed webhook intake (one lead per
+  request, like a single ``POST /v1/leads``) is held to the same single-request limit, so its ratio shows what
+  the source lookup and the signature check cost on top of intake;
 * end-to-end rate: the raw bus divided by the 4 events one MQL puts on it (received, scored,
   qualified, assigned). On Kafka the raw bus is aiokafka producing and consuming lead-sized messages
   (acks=all, idempotent); on the embedded log it is lead-sized rows appended to SQLite 100 per fsynced
@@ -193,6 +195,7 @@ def transport_limits(transport: str, limits: Mapping[str, Any]) -> dict[str, flo
 
     return {
         "intake_single": _get(limits, "fastapi", "single_rps"),
+        "intake_webhook": _get(limits, "fastapi", "single_rps"),
         "intake_batch": _get(limits, "fastapi", "batch_leads_per_second"),
         "sustained": sustained,
         "latency": floor(model.hops_to_assigned, model.commits_to_assigned),
@@ -209,6 +212,7 @@ def _limit_names(transport: str, limits: Mapping[str, Any]) -> dict[str, str]:
     batch = _get(limits, "fastapi", "batch_size")
     return {
         "intake_single": "bare FastAPI 202 endpoint",
+        "intake_webhook": "bare FastAPI 202 endpoint",
         "intake_batch": f"bare FastAPI 202 endpoint, {batch} leads per request" if batch else "bare FastAPI",
         "sustained": f"{bus} ÷ 4 events per lead",
         "latency": f"{raw} floor",
@@ -226,6 +230,23 @@ def _errors_note(measured: Mapping[str, Any]) -> str:
     statuses = measured.get("statuses") or {}
     failed = ", ".join(f"{count}× {status}" for status, count in sorted(statuses.items()) if not status.startswith("2"))
     return f"ERRORS: {errors} of {measured.get('requests')} requests failed" + (f" ({failed})" if failed else "")
+
+
+def _intake_note(measured: Mapping[str, Any]) -> str:
+    """Latency per request, the load generator's own CPU and any error of a one-lead-per-request intake run."""
+    if measured.get("error"):
+        return f"ERROR: {measured['error']}"
+    if not measured:
+        return ""
+    parts = [
+        f"p50 {_fmt(_get(measured, 'latency_ms', 'p50'), 'ms')}, "
+        f"p99 {_fmt(_get(measured, 'latency_ms', 'p99'), 'ms')} per request"
+    ]
+    cores = measured.get("load_generator_cores")
+    if cores is not None:
+        parts.append(f"wrk {cores:.0%} of a core")
+    parts += [measured.get("note") or "", _errors_note(measured)]
+    return "; ".join(p for p in parts if p)
 
 
 def _latency_note(measured: Mapping[str, Any]) -> str:
@@ -311,18 +332,24 @@ def transport_figures(transport: str, measured: Mapping[str, Any], limits: Mappi
             TARGETS.intake_single,
             limit["intake_single"],
             names["intake_single"],
-            note="; ".join(
-                p
-                for p in (
-                    f"p50 {_fmt(_get(single, 'latency_ms', 'p50'), 'ms')}, "
-                    f"p99 {_fmt(_get(single, 'latency_ms', 'p99'), 'ms')} per request"
-                    if single
-                    else "",
-                    _errors_note(single),
-                )
-                if p
-            ),
+            note=_intake_note(single),
             details=single,
+        )
+    )
+
+    webhook = measured.get("intake_webhook") or {}
+    figures.append(
+        Figure(
+            "intake_webhook",
+            "intake, signed webhook `POST /v1/sources/{source}/leads`",
+            webhook.get("leads_per_second"),
+            "leads/s",
+            "higher",
+            None,
+            limit["intake_webhook"],
+            names["intake_webhook"],
+            note=_intake_note(webhook),
+            details=webhook,
         )
     )
 

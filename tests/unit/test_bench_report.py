@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,9 +12,11 @@ from bench.intake import intake_figures
 from bench.pipeline import accepted_items, hand_raiser, lag_summary
 from bench.report import Figure, build_results, percentile, render_markdown, transport_figures, transport_limits
 from bench.routing import qualified_record
+from bench.webhooks import pool_size, webhook_lead, write_pool
 from bench.wrk import parse_wrk_output
 
 from baton.events import LeadQualified, from_binary
+from baton_lead_ingest.verification import new_source_secret, verify
 
 # Captured from `wrk -t2 -c32 -d3s --latency -s bench/leads.lua` against the bare FastAPI app.
 WRK_OUTPUT = """\
@@ -116,6 +120,45 @@ def test_batch_intake_counts_items_answered_with_a_lead_id() -> None:
     assert "no lead_id" in silent["note"]
 
 
+def test_wrk_reports_its_own_cpu_and_a_signed_pool_that_ran_out_is_an_error() -> None:
+    line = WRK_JSON_LINE.replace('"items":0', '"items":0,"exhausted":7,"cpu_us":450000')
+    figures = intake_figures(parse_wrk_output(WRK_OUTPUT + line))
+
+    assert figures["load_generator_cores"] == pytest.approx(0.45 / 3.006212, abs=0.001)
+    assert "ERRORS: the pool of signed deliveries ran out (7 requests went unsigned)" in figures["note"]
+    assert intake_figures(parse_wrk_output(WRK_OUTPUT))["load_generator_cores"] is None
+
+
+def test_signed_pool_holds_deliveries_the_webhook_verifies_each_a_new_person(tmp_path: Path) -> None:
+    secret = new_source_secret("standard-webhooks")
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    files = write_pool(tmp_path / "pool", secret=secret, tag="t1", per_thread=50, threads=2, now=now.timestamp())
+
+    assert [f.name for f in files] == ["pool.1", "pool.2"]
+    lines = [line for f in files for line in f.read_text().splitlines()]
+    assert len(lines) == 100
+    ids, emails = set(), set()
+    for line in lines:
+        webhook_id, timestamp, signature, body = line.split("\t")
+        headers = {"webhook-id": webhook_id, "webhook-timestamp": timestamp, "webhook-signature": signature}
+        later = now + timedelta(minutes=4)
+        verified = verify(
+            "standard-webhooks", headers=headers, query={}, body=body.encode(), secrets=[secret], now=later
+        )
+        assert verified.webhook_id == webhook_id
+        ids.add(webhook_id)
+        emails.add(json.loads(body)["email"])
+    assert len(ids) == len(emails) == 100
+    assert set(json.loads(lines[0].split("\t")[3])) == set(webhook_lead("t1", 1, 1)) and "source" not in lines[0]
+
+
+def test_signed_pool_outlasts_the_bare_endpoint_over_the_whole_run() -> None:
+    per_thread = pool_size(ceiling_per_second=7000, seconds=10, threads=2, connections=32)
+    assert per_thread * 2 > 7000 * 11
+    assert pool_size(ceiling_per_second=None, seconds=2, threads=2, connections=32) > 0
+
+
 def test_batch_answers_are_counted_per_item() -> None:
     body = {
         "items": [
@@ -189,6 +232,16 @@ MEASURED: dict[str, Any] = {
         "statuses": {"202": 898, "500": 2},
         "latency_ms": {"p50": 300.0, "p99": 900.0},
     },
+    "intake_webhook": {
+        "leads_per_second": 70.0,
+        "requests": 700,
+        "ok": 700,
+        "errors": 0,
+        "statuses": {"202": 700},
+        "latency_ms": {"p50": 400.0, "p99": 1100.0},
+        "load_generator_cores": 0.03,
+        "pool": 30_000,
+    },
     "intake_batch": {"available": False, "leads_per_second": None, "note": "not available (answers 404)"},
     "sustained": {
         "leads_per_second": 60.0,
@@ -221,6 +274,7 @@ def test_every_figure_has_value_unit_target_limit_and_ratio() -> None:
 
     assert list(figures) == [
         "intake_single",
+        "intake_webhook",
         "intake_batch",
         "sustained",
         "latency_50",
@@ -238,6 +292,11 @@ def test_every_figure_has_value_unit_target_limit_and_ratio() -> None:
     assert figures["intake_single"].ratio == pytest.approx(90 / 7000)
     assert "ERRORS: 2 of 900 requests failed" in figures["intake_single"].note
     assert figures["intake_batch"].value is None and "not available" in figures["intake_batch"].note
+    webhook = figures["intake_webhook"]
+    assert webhook.target is None and webhook.meets_target is None
+    assert webhook.limit == 7000 and webhook.limit_of == "bare FastAPI 202 endpoint"
+    assert webhook.ratio == pytest.approx(70 / 7000)
+    assert webhook.note == "p50 400 ms, p99 1,100 ms per request; wrk 3% of a core"
     assert figures["sustained"].target == 500 and figures["sustained"].meets_target is False
     assert figures["latency_50"].meets_target is True and figures["latency_80"].target is None
     assert figures["rss_handoff"].meets_target is False and figures["rss_scoring"].meets_target is True
@@ -245,6 +304,16 @@ def test_every_figure_has_value_unit_target_limit_and_ratio() -> None:
     assert "ERRORS: 10 of 3000 not seen assigned" in figures["routed"].note
     assert figures["routing_p50"].value == 9 and figures["routing_p99"].value == 35
     assert figures["routing_p99"].ratio == pytest.approx(35 / (2 * 4.0 + 0.5))
+
+
+def test_signed_webhook_intake_that_failed_says_why_and_leaves_the_other_rows_alone() -> None:
+    failed = {**MEASURED, "intake_webhook": {"available": False, "error": "RuntimeError: could not create a source"}}
+    figures = {f.key: f for f in transport_figures("embedded", failed, EMBEDDED_LIMITS)}
+
+    assert figures["intake_webhook"].value is None
+    assert figures["intake_webhook"].note == "ERROR: RuntimeError: could not create a source"
+    assert figures["intake_single"].value == 90
+    assert "intake_webhook" in {f.key for f in transport_figures("embedded", {}, EMBEDDED_LIMITS)}
 
 
 def test_routing_alone_is_bounded_by_the_two_events_and_the_steps_one_routed_mql_takes() -> None:
@@ -317,6 +386,8 @@ def test_markdown_report_has_one_table_per_transport_with_a_row_per_figure() -> 
     assert "≥ 1,000 leads/s" in row and "7,000 leads/s (bare FastAPI 202 endpoint)" in row and "**no**" in row
     batch = next(line for line in markdown.splitlines() if "leads:batch" in line and "90.0" not in line)
     assert "| n/a |" in batch
+    webhook = next(line for line in markdown.splitlines() if line.startswith("| intake, signed") and "70.0" in line)
+    assert "| 70.0 leads/s | — | 7,000 leads/s (bare FastAPI 202 endpoint) | 0.01 | — |" in webhook
     assert "Kafka 4.1.1" in markdown and "PostgreSQL" not in markdown.splitlines()[2]
     for line in markdown.splitlines():
         if line.startswith("| ") and "---" not in line:
