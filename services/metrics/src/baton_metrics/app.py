@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from baton.runtime import ServiceSpec
 from baton.web import create_service_app
-from baton_metrics.api import kpis
+from baton_metrics.api import journeys, kpis, sla, targets
 from baton_metrics.consumers import HANDLERS
 from baton_metrics.settings import MetricsSettings
 
@@ -24,6 +24,9 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     return create_service_app(
         SPEC,
         settings,
-        [kpis.router],
-        description="Running KPI totals for marketing and sales, exactly once per event.",
+        [kpis.router, sla.router, journeys.router, targets.router],
+        description=(
+            "Running KPI totals for marketing and sales, exactly once per event: funnel, live SLA board, "
+            "lead journeys and Baton's own pipeline clock."
+        ),
     )
