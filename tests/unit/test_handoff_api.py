@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from baton.auth import issue_token
 from baton.bus import make_bus
-from baton.consumer import Incoming
+from baton.consumer import Incoming, begin_batch
 from baton.db import create_engine
 from baton.events import LEADS_HANDOFF, CloudEvent, LeadAssigned, LeadQualified, LeadStatusChanged, new_id
 from baton.outbox import OutboxEntry, decode_record
@@ -70,6 +70,7 @@ class Handoff:
         """Applies lead.qualified events one after another in one transaction, as the consumer applies a batch."""
         handler = self.runtime.spec.consumers["handoff"][LeadQualified.event_type]
         async with self.runtime.sessions() as session, session.begin():
+            begin_batch(session, (lead.lead_id for lead in leads))
             for lead in leads:
                 await handler(Incoming(id=new_id(), source="/baton/scoring", time=at, data=lead, now=at), session)
 
@@ -657,8 +658,10 @@ async def statements_to_route(handoff: Handoff, leads: int) -> int:
             connection = (await session.connection()).sync_connection
             assert connection is not None
             sqlalchemy_event.listen(connection, "before_cursor_execute", count)
-            for _ in range(leads):
-                event_in = Incoming(id=new_id(), source="/baton/scoring", time=NOW, data=qualified(), now=NOW)
+            batch = [qualified() for _ in range(leads)]
+            begin_batch(session, (lead.lead_id for lead in batch))
+            for lead in batch:
+                event_in = Incoming(id=new_id(), source="/baton/scoring", time=NOW, data=lead, now=NOW)
                 await handler(event_in, session)
         sqlalchemy_event.remove(connection, "before_cursor_execute", count)
     return len(sent)

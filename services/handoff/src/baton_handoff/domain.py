@@ -12,6 +12,8 @@ QUEUED = "queued"
 """An assignment nobody could take yet: no rep, waiting in its team's fallback queue."""
 LEAD_HOLDING_STATUSES = OPEN_STATUSES | {QUEUED}
 """An assignment in one of these still holds its lead: a lead has at most one."""
+ERASED = "erased"
+"""The reason an assignment closed because its person asked to be forgotten."""
 # Accepting and rejecting are sales' two answers to a handoff, so each excludes the other whatever
 # order they arrive in (and a lead is never counted as both); an accepted lead that goes nowhere is lost.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -51,3 +53,9 @@ def check_occurred_at(occurred_at: datetime, *, assigned_at: datetime, now: date
 def closes(current: str, requested: str) -> bool:
     """Tells whether moving from ``current`` to ``requested`` frees the rep's capacity the assignment held."""
     return current in OPEN_STATUSES and requested not in OPEN_STATUSES
+
+
+def anonymous_reason(status: str, reason: str | None) -> str | None:
+    """A status change's reason if it identifies nobody: a rejection's (one of the configured codes) or ``erased``."""
+    # Any other reason is a sales rep's free text, which may well name the person.
+    return reason if status == "rejected" or reason == ERASED else None

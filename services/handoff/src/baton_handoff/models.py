@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, CheckConstraint, Index, Integer, Numeric, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from baton.consumer import LeadSet
 from baton.db import Base, UTCDateTime
 from baton.events import utcnow
 from baton_handoff.domain import LEAD_HOLDING_STATUSES, QUEUED
@@ -157,3 +158,16 @@ class RoutingPool(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     last_rep_id: Mapped[str | None] = mapped_column(String(100))
     current_weights: Mapped[dict[str, int]] = mapped_column(_JSON, default=dict)
+
+
+class ErasedLead(Base):
+    """A lead whose person asked to be forgotten: its assignments keep no personal data; it is never routed again."""
+
+    __tablename__ = "handoff_erased_leads"
+
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+ERASED_LEADS = LeadSet(ErasedLead.lead_id)
+"""The erased leads, looked up once per batch of events."""

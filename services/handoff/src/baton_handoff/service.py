@@ -23,6 +23,7 @@ from baton.events import LeadAssigned, LeadRecycled, LeadStatusChanged, new_id
 from baton.outbox import add_event
 from baton_handoff import audit, observability, routing
 from baton_handoff.domain import (
+    ERASED,
     LEAD_HOLDING_STATUSES,
     OPEN_STATUSES,
     QUEUED,
@@ -434,6 +435,11 @@ def _current_turn(session: AsyncSession | Session) -> _RoutingTurn | None:
     if turn is not None and turn.transaction is sync.get_transaction():
         return turn
     return None
+
+
+async def hold_routing_lock(session: AsyncSession) -> None:
+    """Takes the routing lock (see ``assign_lead``) for the rest of the transaction, unless it holds it already."""
+    await _take_routing_turn(session)
 
 
 async def _take_routing_turn(session: AsyncSession) -> _RoutingTurn:
@@ -1009,12 +1015,47 @@ async def record_status(
     ``occurred_at`` in the future or before the assignment, or a rejection without one of
     ``reject_reasons``, raise InvalidReport. Capacity it frees goes to the oldest queued lead that fits.
     """
-    current = assignment.status
-    check_transition(current, status)
+    check_transition(assignment.status, status)
     if status == "rejected" and reason not in reject_reasons:
         raise InvalidReport(f"a rejection needs a reason, one of: {', '.join(reject_reasons)}", field="reason")
     occurred_at = occurred_at or now
     check_occurred_at(occurred_at, assigned_at=assignment.created_at, now=now)
+    drains = await _move(
+        session, assignment=assignment, status=status, reason=reason, amount=amount, occurred_at=occurred_at, now=now
+    )
+    if status == "rejected" and reason is not None:
+        add_event(session, LeadRecycled(lead_id=assignment.lead_id, reason=reason))
+    if drains:
+        await drain_queue(session, now=now)
+
+
+async def close_as_erased(session: AsyncSession, *, assignment: Assignment, now: datetime) -> None:
+    """Closes an open or queued assignment of an erased lead as lost, publishing lead.status_changed.
+
+    Whatever its status, the lead is gone: the rep's capacity it held goes to the oldest queued lead that fits.
+    """
+    drains = await _move(
+        session, assignment=assignment, status="lost", reason=ERASED, amount=None, occurred_at=now, now=now
+    )
+    if drains:
+        await drain_queue(session, now=now)
+
+
+async def _move(
+    session: AsyncSession,
+    *,
+    assignment: Assignment,
+    status: str,
+    reason: str | None,
+    amount: Decimal | None,
+    occurred_at: datetime,
+    now: datetime,
+) -> bool:
+    """Moves an assignment from the status it was read in and publishes lead.status_changed; frees its rep's capacity.
+
+    Returns whether the queue waits for the capacity this freed (the caller drains it once done).
+    """
+    current = assignment.status
     frees = closes(current, status) and assignment.rep_id is not None
     # With leads waiting, the freed capacity is handed on under the routing lock, taken before the
     # rep's count is touched so that this never waits for the lock while holding what routing writes.
@@ -1050,7 +1091,4 @@ async def record_status(
             occurred_at=occurred_at,
         ),
     )
-    if status == "rejected" and reason is not None:
-        add_event(session, LeadRecycled(lead_id=assignment.lead_id, reason=reason))
-    if drains:
-        await drain_queue(session, now=now)
+    return drains

@@ -39,7 +39,8 @@ from baton.events import (
 )
 from baton.runtime import ServiceRuntime
 from baton.settings import Settings
-from baton_handoff.models import Assignment
+from baton_handoff.domain import anonymous_reason
+from baton_handoff.models import ERASED_LEADS, Assignment
 from baton_handoff.settings import HandoffSettings
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class WebhookDelivery(Base):
         UniqueConstraint("team", "event_id", name="uq_webhook_deliveries_team_event"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_team_seq", "team", "seq"),
+        Index("ix_webhook_deliveries_lead_id", "lead_id"),  # an erasure finds a lead's deliveries
     )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -257,16 +259,24 @@ async def queue_delivery(
     assignment_id: str | None,
 ) -> bool:
     """Queues the event for the team's endpoint if it has an enabled one subscribed to it; True if queued."""
-    event_type = event.data.event_type
+    data = event.data
+    event_type = data.event_type
     if team is None or event_type not in (await _subscriptions(session)).get(team, ()):
         return False
+    if (
+        isinstance(data, LeadStatusChanged)
+        and data.reason != anonymous_reason(data.status, data.reason)
+        and await ERASED_LEADS.holds(session, data.lead_id)
+    ):
+        # Published before its lead was erased and queued after: it goes out as anonymous as those queued before.
+        data = data.model_copy(update={"reason": None})
     envelope = CloudEvent(
         id=event.id,
         source=event.source,
         type=event_type,
         time=event.time,
-        subject=event.data.lead_id,
-        data=event.data.model_dump(mode="json"),
+        subject=data.lead_id,
+        data=data.model_dump(mode="json"),
     )
     insert = insert_for(session)
     result = await session.execute(
@@ -276,7 +286,7 @@ async def queue_delivery(
             team=team,
             event_id=event.id,
             event_type=event_type,
-            lead_id=event.data.lead_id,
+            lead_id=data.lead_id,
             assignment_id=assignment_id,
             payload=envelope.model_dump_json(),
             status=PENDING,
