@@ -166,9 +166,10 @@ async def handoff(settings: HandoffSettings) -> AsyncIterator[Handoff]:
         yield service
 
 
-async def test_an_erased_lead_leaves_no_personal_data_in_any_table_and_its_open_assignment_closes(
+async def an_erased_lead_leaves_no_personal_data_in_any_table_and_its_open_assignment_closes(
     settings: HandoffSettings,
 ) -> None:
+    """Grace, lost once and assigned again, is erased: see ``grace_lost_once_then_holds_the_reps_only_place``."""
     async with handoff_with_webhook(settings) as handoff:
         open_id = await grace_lost_once_then_holds_the_reps_only_place(handoff)
         before = {table for table, _, _ in await where_found(handoff.runtime.engine, GRACE.values)}
@@ -213,6 +214,12 @@ async def test_an_erased_lead_leaves_no_personal_data_in_any_table_and_its_open_
     assert [(change.status, change.reason, change.rep_id, change.source) for change in closed] == [
         ("lost", "erased", "rep-ana", "webinar")
     ]
+
+
+async def test_an_erased_lead_leaves_no_personal_data_in_any_table_and_its_open_assignment_closes(
+    settings: HandoffSettings,
+) -> None:
+    await an_erased_lead_leaves_no_personal_data_in_any_table_and_its_open_assignment_closes(settings)
 
 
 async def test_an_erased_leads_queued_assignment_closes_and_frees_no_capacity(handoff: Handoff) -> None:
