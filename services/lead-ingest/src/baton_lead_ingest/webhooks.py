@@ -107,6 +107,11 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
             raise NotALead(error.detail, errors=error.extensions.get("errors", [])) from None
     try:
         return json.loads(body)
+    except RecursionError:
+        msg = "the JSON nests too deeply to be read"
+        raise NotALead(
+            f"The body cannot be parsed: {msg}.", errors=[{"loc": ["body"], "msg": msg, "type": "body.too_deep"}]
+        ) from None
     except (UnicodeDecodeError, ValueError):
         msg = "the body is not JSON" if media_type in (None, "application/json") else f"{media_type} is not supported"
         raise NotALead(
