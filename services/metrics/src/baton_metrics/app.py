@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from baton.events import Clock, utcnow
 from baton.runtime import ServiceSpec
 from baton.web import create_service_app
 from baton_metrics.api import journeys, kpis, sla, targets
@@ -18,7 +19,7 @@ SPEC = ServiceSpec(
 )
 
 
-def create_app(settings: MetricsSettings | None = None) -> FastAPI:
+def create_app(settings: MetricsSettings | None = None, *, clock: Clock = utcnow) -> FastAPI:
     """Builds the metrics app."""
     settings = settings or MetricsSettings()
     return create_service_app(
@@ -29,4 +30,5 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             "Running KPI totals for marketing and sales, exactly once per event: funnel, live SLA board, "
             "lead journeys and Baton's own pipeline clock."
         ),
+        clock=clock,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -13,6 +14,7 @@ from baton_metrics.service import get_targets, set_campaign_cost, set_targets
 
 router = APIRouter(prefix="/v1", tags=["targets"])
 
+CENTS = Decimal("0.01")
 Campaign = Annotated[str, Path(min_length=1, max_length=200)]
 
 
@@ -37,5 +39,6 @@ async def put_campaign_cost(
     campaign: Campaign, body: CampaignCostIn, session: SessionDep, _: AdminDep
 ) -> CampaignCostOut:
     """Sets what a campaign cost in total, for cost per MQL and ROI."""
-    await set_campaign_cost(session, campaign=campaign, cost=Cost(amount=body.amount, currency=body.currency))
-    return CampaignCostOut(campaign=campaign, amount=body.amount, currency=body.currency)
+    cost = Cost(amount=body.amount.quantize(CENTS), currency=body.currency)
+    await set_campaign_cost(session, campaign=campaign, cost=cost)
+    return CampaignCostOut(campaign=campaign, amount=cost.amount, currency=cost.currency)
