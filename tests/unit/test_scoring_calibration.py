@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from baton.events import FitGrade
 from baton_scoring.calibration import (
     CalibrationRow,
     SalesOutcome,
@@ -15,16 +16,16 @@ from baton_scoring.calibration import (
 )
 
 
-def accepted(score: int, grade: str = "B", **more: bool) -> SalesOutcome:
-    return SalesOutcome(score=score, grade=grade, accepted=True, **more)  # type: ignore[arg-type]
+def accepted(score: int, grade: FitGrade = "B", *, qualified: bool = False, won: bool = False) -> SalesOutcome:
+    return SalesOutcome(score=score, grade=grade, accepted=True, qualified=qualified, won=won)
 
 
-def rejected(score: int, reason: str = "bad fit", grade: str = "B") -> SalesOutcome:
-    return SalesOutcome(score=score, grade=grade, rejected_reason=reason)  # type: ignore[arg-type]
+def rejected(score: int, reason: str = "bad fit", grade: FitGrade = "B") -> SalesOutcome:
+    return SalesOutcome(score=score, grade=grade, rejected_reason=reason)
 
 
-def pending(score: int, grade: str = "B") -> SalesOutcome:
-    return SalesOutcome(score=score, grade=grade)  # type: ignore[arg-type]
+def pending(score: int, grade: FitGrade = "B") -> SalesOutcome:
+    return SalesOutcome(score=score, grade=grade)
 
 
 # --- the tally ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ How the service wires it (the next step; nothing here does I/O):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Final, Literal, TypedDict
 
 from pydantic import (
@@ -234,19 +234,21 @@ class EmailDomainRule(_Rule):
     op: Literal["email_domain_in"]
     attribute: Literal["email_domain"] = "email_domain"
     domains: list[Domain] = Field(min_length=1, max_length=10_000)
+    _listed: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._listed = frozenset(self.domains)
 
     def matches(self, value: object) -> bool:
         """Tells whether a lead's attribute value meets this rule."""
         text = _text(value)
-        return text is not None and domain_in(text, self.domains)
+        return text is not None and domain_in(text, self._listed)
 
 
-def domain_in(domain: str, domains: list[str]) -> bool:
+def domain_in(domain: str, domains: Collection[str]) -> bool:
     """Tells whether a domain is one of the domains or a subdomain of one."""
-    domain = domain.strip().lower().removeprefix("@")
-    listed = set(domains)
-    labels = domain.split(".")
-    return any(".".join(labels[i:]) in listed for i in range(len(labels)))
+    labels = domain.strip().lower().removeprefix("@").split(".")
+    return any(".".join(labels[i:]) in domains for i in range(len(labels)))
 
 
 FitRule = Annotated[
