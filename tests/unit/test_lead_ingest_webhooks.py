@@ -18,9 +18,11 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select, text
 from standardwebhooks.webhooks import Webhook
 
+from baton.errors import NotFound
 from baton.events import CloudEvent
 from baton_lead_ingest.models import Base, QuarantinedPayload, Source
 from baton_lead_ingest.settings import IngestSettings
+from baton_lead_ingest.sources import SourceCache
 from tests.unit.conftest import assert_problem
 from tests.unit.test_lead_ingest_api import RECEIVED, UPDATED, Ingest, running
 from tests.unit.test_lead_ingest_api import held_relay as held_relay  # noqa: F401 (a fixture)
@@ -56,7 +58,9 @@ async def ingest(tmp_path: Path, clock: Clock) -> AsyncIterator[Ingest]:
 
 
 async def create_source(ingest: Ingest, **settings: Any) -> dict[str, Any]:
-    response = await ingest.client.post("/v1/sources", json={"name": "forms", **settings}, headers=ingest.token("admin"))
+    response = await ingest.client.post(
+        "/v1/sources", json={"name": "forms", **settings}, headers=ingest.token("admin")
+    )
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
@@ -397,9 +401,7 @@ async def test_a_webhook_body_over_the_limit_is_refused_before_it_is_read(ingest
 async def test_a_source_over_its_rate_limit_is_answered_429_with_retry_after(ingest: Ingest) -> None:
     secret = (await create_source(ingest, rate_limit_per_minute=2))["secret"]
 
-    answers = [
-        await post_signed(ingest, secret, {"email": f"p{n}@example.com"}, webhook_id=f"m{n}") for n in range(3)
-    ]
+    answers = [await post_signed(ingest, secret, {"email": f"p{n}@example.com"}, webhook_id=f"m{n}") for n in range(3)]
 
     assert [answer.status_code for answer in answers[:2]] == [202, 202]
     assert_problem(answers[2], 429)
@@ -580,3 +582,26 @@ async def test_a_token_over_its_rate_limit_is_answered_429_while_other_tokens_go
         assert other.status_code == 202
         assert_problem(batch, 429)
         assert await ingest.lead_count() == 3
+
+
+async def test_a_source_changed_through_another_replica_applies_within_the_cache_time(ingest: Ingest) -> None:
+    await create_source(ingest, default_campaign="spring")
+    runtime = ingest.app.state.runtime
+    ticks = [0.0]
+    cache = SourceCache(runtime.sessions, ingest.app.state.secret_box, ttl_seconds=5, clock=lambda: ticks[0])
+    before = await cache.get("forms")
+    async with runtime.sessions() as session, session.begin():
+        stored = await session.get(Source, "forms")
+        assert stored is not None
+        stored.default_campaign = "autumn"
+
+    ticks[0] = 4.9
+    held = await cache.get("forms")
+    ticks[0] = 5.0
+    after = await cache.get("forms")
+
+    assert (before.default_campaign, held.default_campaign, after.default_campaign) == ("spring", "spring", "autumn")
+    with pytest.raises(NotFound):
+        await cache.get("created-elsewhere")
+    await ingest.client.post("/v1/sources", json={"name": "created-elsewhere"}, headers=ingest.token("admin"))
+    assert (await cache.get("created-elsewhere")).name == "created-elsewhere"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -15,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Request
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from sqlalchemy import text
+from starlette.types import Message
 
 from baton.auth import InvalidToken, TokenVerifier, issue_token
 from baton.db import create_engine
@@ -102,13 +104,17 @@ def admin() -> dict[str, str]:
 
 
 async def requests_counted(client: httpx.AsyncClient, route: str, status: str) -> float:
+    return await requests_counted_for(client, "GET", route, status)
+
+
+async def requests_counted_for(client: httpx.AsyncClient, method: str, route: str, status: str) -> float:
     metrics = await client.get("/metrics")
     return sum(
         sample.value
         for family in text_string_to_metric_families(metrics.text)
         for sample in family.samples
         if sample.name == "baton_http_requests_total"
-        and sample.labels == {"service": SERVICE, "method": "GET", "route": route, "status": status}
+        and sample.labels == {"service": SERVICE, "method": method, "route": route, "status": status}
     )
 
 
@@ -166,6 +172,55 @@ async def test_unhandled_exception_is_counted_with_status_500(client: httpx.Asyn
     await client.get("/probe/crash")
 
     assert await requests_counted(client, "/probe/crash", "500") == before + 2
+
+
+@pytest.fixture
+async def probe_service(tmp_path: Path) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The probe app started, and a client of it; made before the test, so log capture sees its records."""
+    app = probe_app(tmp_path)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://probe") as client,
+    ):
+        yield app, client
+
+
+async def test_a_caller_that_hangs_up_before_its_body_is_read_is_no_failure(
+    probe_service: tuple[FastAPI, httpx.AsyncClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, client = probe_service
+    caplog.set_level(logging.INFO, logger="baton.web")
+    sent: list[Message] = []
+
+    async def hang_up() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/probe/echo",
+        "raw_path": b"/probe/echo",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("probe", 80),
+    }
+    before = [await requests_counted_for(client, "POST", "/probe/echo", status) for status in ("500", "499")]
+
+    await app(scope, hang_up, send)
+
+    after = [await requests_counted_for(client, "POST", "/probe/echo", status) for status in ("500", "499")]
+    assert sent == []
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "baton.web"] == [
+        ("INFO", "client disconnected before its request was read")
+    ]
+    assert after == [before[0], before[1] + 1]
 
 
 async def test_requests_are_counted_by_route_template_and_status(client: httpx.AsyncClient) -> None:

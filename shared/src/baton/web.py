@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton.auth import InvalidToken, Principal, TokenVerifier
@@ -86,6 +87,8 @@ def position_cursor(cursor: str | None) -> int | None:
 
 
 PROBLEM_JSON = "application/problem+json"
+CLIENT_CLOSED_REQUEST = 499
+"""The ``status`` label of a request whose caller disconnected before it was read (as nginx logs it)."""
 # An incoming request id is reused only if it is a plain token, so it is safe in logs and headers.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -219,6 +222,13 @@ class RequestMiddleware:
                 await response(scope, receive, send_with_request_id)
             else:
                 await self.app(scope, receive_within_limit, send_with_request_id)
+        except ClientDisconnect:
+            # The caller hung up before its body was read: nothing failed here and there is nobody to answer.
+            status = CLIENT_CLOSED_REQUEST
+            logger.info(
+                "client disconnected before its request was read",
+                extra={"request_id": request_id, "method": scope["method"], "path": scope["path"]},
+            )
         except Exception:
             logger.exception(
                 "request failed", extra={"request_id": request_id, "method": scope["method"], "path": scope["path"]}

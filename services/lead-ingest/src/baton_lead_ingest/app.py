@@ -16,6 +16,7 @@ from baton_lead_ingest.rate_limits import RateLimits
 from baton_lead_ingest.secret_box import SecretBox
 from baton_lead_ingest.service import Intake, IntakeResult, commit_intakes, forget_old_answers
 from baton_lead_ingest.settings import IngestSettings
+from baton_lead_ingest.sources import SourceCache
 
 SPEC = ServiceSpec(
     name="lead-ingest",
@@ -39,6 +40,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     )
     runtime: ServiceRuntime = app.state.runtime
     app.state.secret_box = SecretBox.from_settings(settings)
+    app.state.sources = SourceCache(runtime.sessions, app.state.secret_box, ttl_seconds=settings.source_cache_seconds)
     app.state.rate_limits = RateLimits()
     intake: GroupCommit[Intake, IntakeResult] = GroupCommit(
         partial(commit_intakes, runtime.sessions), max_weight=settings.intake_group_max_leads, name="lead-intake"

@@ -30,3 +30,11 @@ class IngestSettings(Settings):
     token_rate_limit_per_minute: int = Field(
         120_000, ge=1, description="Requests one bearer token may make to lead-ingest per minute before 429."
     )
+    source_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description=(
+            "How long a replica uses a webhook source's settings before reading them again; a change made through "
+            "another replica applies within this time."
+        ),
+    )

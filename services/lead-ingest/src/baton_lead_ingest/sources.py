@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baton.errors import Conflict, NotFound
 from baton_lead_ingest.field_map import parse_field_map
@@ -209,11 +212,74 @@ async def rotate_source_secret(session: AsyncSession, *, name: str, box: SecretB
     return _with_secret(source, _rotate(source, box=box, now=now), now)
 
 
-def verifying_secrets(source: Source, *, box: SecretBox, now: datetime) -> list[str]:
-    """The secrets a request to the source may prove itself with at ``now``: the current one, and the previous one
-    during its grace period."""
-    secrets = [box.open(source.secret)]
-    if source.previous_secret is not None and source.previous_secret_until is not None:
-        if now < source.previous_secret_until:
-            secrets.append(box.open(source.previous_secret))
-    return secrets
+@dataclass(frozen=True)
+class SourceConfig:
+    """A source as its webhook route uses it: settings and secrets, decrypted, read at one moment."""
+
+    name: str
+    preset: str | None
+    field_map: dict[str, str] | None
+    verification: VerificationMethod
+    default_campaign: str | None
+    rate_limit_per_minute: int | None
+    secrets: tuple[str, ...]
+    previous_secret_until: datetime | None
+
+    def verifying_secrets(self, now: datetime) -> list[str]:
+        """The secrets a request may prove itself with at ``now``: the previous one only during its grace period."""
+        current, *previous = self.secrets
+        if previous and self.previous_secret_until is not None and now < self.previous_secret_until:
+            return [current, *previous]
+        return [current]
+
+
+class SourceCache:
+    """Sources' settings for the webhook route, read from the database at most every ``ttl_seconds`` per source.
+
+    A change made through this replica applies at once (``forget``); one made through another replica applies
+    within ``ttl_seconds``. An unknown name is not remembered, so a source created elsewhere is found at once.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        box: SecretBox,
+        *,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = sessions
+        self._box = box
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._held: dict[str, tuple[float, SourceConfig]] = {}
+
+    async def get(self, name: str) -> SourceConfig:
+        """The source's settings and secrets.
+
+        Raises:
+            NotFound: No source has this name.
+        """
+        held = self._held.get(name)
+        if held is not None and self._clock() < held[0]:
+            return held[1]
+        async with self._sessions() as session:
+            source = await find_source(session, name)
+        config = SourceConfig(
+            name=source.name,
+            preset=source.preset,
+            field_map=source.field_map,
+            verification=source.verification,  # type: ignore[arg-type]
+            default_campaign=source.default_campaign,
+            rate_limit_per_minute=source.rate_limit_per_minute,
+            secrets=tuple(
+                self._box.open(sealed) for sealed in (source.secret, source.previous_secret) if sealed is not None
+            ),
+            previous_secret_until=source.previous_secret_until,
+        )
+        self._held[name] = (self._clock() + self._ttl, config)
+        return config
+
+    def forget(self, name: str) -> None:
+        """Drops what is held of a source, so that the next request reads its new settings."""
+        self._held.pop(name, None)

@@ -34,6 +34,7 @@ from baton_lead_ingest.service import (
     store_intakes,
     write_retrying,
 )
+from baton_lead_ingest.sources import SourceConfig
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MAX_DELIVERY_KEY_LENGTH = 300
@@ -51,7 +52,7 @@ class LeadMapping:
     default_campaign: str | None
 
     @classmethod
-    def of(cls, source: Source) -> LeadMapping:
+    def of(cls, source: Source | SourceConfig) -> LeadMapping:
         """The mapping a source is configured with now."""
         return cls(source.name, source.preset, source.field_map, source.default_campaign)
 

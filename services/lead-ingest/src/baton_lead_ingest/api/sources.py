@@ -10,6 +10,7 @@ from baton.web import PROBLEM_JSON, AdminDep, NowDep, SessionDep
 from baton_lead_ingest.rate_limits import TokenRateLimit
 from baton_lead_ingest.secret_box import SecretBox
 from baton_lead_ingest.sources import (
+    SourceCache,
     SourceIn,
     SourceOut,
     SourceUpdate,
@@ -27,13 +28,20 @@ router = APIRouter(prefix="/v1", tags=["sources"], dependencies=[TokenRateLimit]
 _NOT_FOUND = {"description": "No source has this name.", "content": {PROBLEM_JSON: {}}}
 
 
-def get_secret_box(request: Request) -> SecretBox:
+async def get_secret_box(request: Request) -> SecretBox:
     """The box that keeps source secrets encrypted."""
     box: SecretBox = request.app.state.secret_box
     return box
 
 
+async def get_source_cache(request: Request) -> SourceCache:
+    """The sources' settings as the webhook route reads them."""
+    cache: SourceCache = request.app.state.sources
+    return cache
+
+
 SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
+SourceCacheDep = Annotated[SourceCache, Depends(get_source_cache)]
 
 
 @router.post(
@@ -64,17 +72,27 @@ async def get_source(source: str, session: SessionDep, _: AdminDep, now: NowDep)
 
 @router.put("/sources/{source}", response_model=SourceOut | SourceWithSecret, responses={404: _NOT_FOUND})
 async def put_source(
-    source: str, update: SourceUpdate, session: SessionDep, _: AdminDep, box: SecretBoxDep, now: NowDep
+    source: str,
+    update: SourceUpdate,
+    session: SessionDep,
+    _: AdminDep,
+    box: SecretBoxDep,
+    cache: SourceCacheDep,
+    now: NowDep,
 ) -> SourceOut | SourceWithSecret:
     """Replaces a source's settings; a new `verification` method comes with a new secret, answered this once."""
     async with session.begin():
-        return await update_source(session, name=source, update=update, box=box, now=now)
+        updated = await update_source(session, name=source, update=update, box=box, now=now)
+    cache.forget(source)
+    return updated
 
 
 @router.post("/sources/{source}:rotate-secret", response_model=SourceWithSecret, responses={404: _NOT_FOUND})
 async def post_rotate_secret(
-    source: str, session: SessionDep, _: AdminDep, box: SecretBoxDep, now: NowDep
+    source: str, session: SessionDep, _: AdminDep, box: SecretBoxDep, cache: SourceCacheDep, now: NowDep
 ) -> SourceWithSecret:
     """Gives a source a new secret, answered this once; the previous one keeps verifying for 24 hours."""
     async with session.begin():
-        return await rotate_source_secret(session, name=source, box=box, now=now)
+        rotated = await rotate_source_secret(session, name=source, box=box, now=now)
+    cache.forget(source)
+    return rotated

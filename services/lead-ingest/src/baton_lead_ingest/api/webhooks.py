@@ -8,13 +8,11 @@ from fastapi.responses import PlainTextResponse
 from baton.errors import NotFound
 from baton.web import PROBLEM_JSON, NowDep, RuntimeDep
 from baton_lead_ingest.api.leads import IntakeDep
-from baton_lead_ingest.api.sources import SecretBoxDep
-from baton_lead_ingest.models import Source
+from baton_lead_ingest.api.sources import SourceCacheDep
 from baton_lead_ingest.observability import LEADS, REFUSED, VERIFICATION_FAILURES, count_answer
 from baton_lead_ingest.rate_limits import RateLimits
 from baton_lead_ingest.schemas import LeadAccepted
 from baton_lead_ingest.service import Answer, Intake
-from baton_lead_ingest.sources import find_source, verifying_secrets
 from baton_lead_ingest.verification import VerificationFailed, verify, verify_meta_handshake
 from baton_lead_ingest.webhooks import (
     Delivery,
@@ -44,11 +42,6 @@ _WEBHOOK_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-async def _configured_source(runtime: RuntimeDep, name: str) -> Source:
-    async with runtime.sessions() as session:
-        return await find_source(session, name)
-
-
 @router.post(
     "/sources/{source}/leads",
     status_code=202,
@@ -65,14 +58,14 @@ async def _configured_source(runtime: RuntimeDep, name: str) -> Source:
     },
 )
 async def post_webhook(
-    source: str, request: Request, runtime: RuntimeDep, intake: IntakeDep, box: SecretBoxDep, now: NowDep
+    source: str, request: Request, runtime: RuntimeDep, intake: IntakeDep, sources: SourceCacheDep, now: NowDep
 ) -> Response:
     """Takes a source's webhook: verifies it, maps it to leads by the source's preset and field map, and stores them.
 
     The same `webhook-id` (or the vendor's own submission id) again returns the first answer and stores nothing.
     A payload that verifies but cannot become a lead answers 422 and is kept in quarantine to be replayed.
     """
-    config = await _configured_source(runtime, source)
+    config = await sources.get(source)
     if config.rate_limit_per_minute is not None:
         rate_limits: RateLimits = request.app.state.rate_limits
         try:
@@ -83,11 +76,11 @@ async def post_webhook(
     body = await request.body()
     try:
         verified = verify(
-            config.verification,  # type: ignore[arg-type]
+            config.verification,
             headers=request.headers,
             query=request.query_params,
             body=body,
-            secrets=verifying_secrets(config, box=box, now=now),
+            secrets=config.verifying_secrets(now),
             now=now,
         )
     except VerificationFailed:
@@ -131,16 +124,14 @@ def _response(result: Answer | Exception) -> Response:
     response_class=PlainTextResponse,
     responses={401: _WEBHOOK_RESPONSES[401], 404: _WEBHOOK_RESPONSES[404]},
 )
-async def get_webhook_handshake(
-    source: str, request: Request, runtime: RuntimeDep, box: SecretBoxDep, now: NowDep
-) -> str:
+async def get_webhook_handshake(source: str, request: Request, sources: SourceCacheDep, now: NowDep) -> str:
     """Answers Meta's subscription handshake (`hub.mode=subscribe`, `hub.verify_token`, `hub.challenge`) for a
     `meta` source: the challenge, when the verify token is the source's secret."""
-    config = await _configured_source(runtime, source)
+    config = await sources.get(source)
     if config.verification != "meta":
         raise NotFound(f"the source {source!r} does not verify with meta, so it has no subscription handshake")
     query = request.query_params
-    challenge = verify_meta_handshake(query, verifying_secrets(config, box=box, now=now))
+    challenge = verify_meta_handshake(query, config.verifying_secrets(now))
     if challenge is None or len(challenge) > MAX_CHALLENGE_LENGTH:
         VERIFICATION_FAILURES.labels(source).inc()
         raise VerificationFailed("the subscription handshake's hub.verify_token does not match the source")
