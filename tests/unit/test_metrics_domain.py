@@ -139,6 +139,11 @@ def test_status_counts_as_its_own_kpi_on_the_day_it_occurred_without_an_amount(s
     assert count_status_change(change) == KpiIncrement(_cell(status, MAY_2))
 
 
+def test_an_assignment_closed_because_its_person_was_erased_counts_as_erased_not_lost() -> None:
+    assert count_status_change(_status("lost", reason="erased")) == KpiIncrement(_cell("erased"))
+    assert count_status_change(_status("lost", reason="went with a competitor")) == KpiIncrement(_cell("lost"))
+
+
 def test_won_deal_adds_its_amount() -> None:
     assert count_status_change(_status("won", amount=Decimal("1234.50"))) == KpiIncrement(
         _cell("won"), amount=Decimal("1234.50")

@@ -191,6 +191,7 @@ EXPECTED_TOTALS = {
     "qualified": 1,
     "won": 1,
     "lost": 0,
+    "erased": 0,
     "won_amount": "1000.00",
     "recycled": 1,
     "reassigned": 1,

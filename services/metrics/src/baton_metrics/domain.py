@@ -43,6 +43,7 @@ COUNTED_KPIS = (
     "qualified",
     "won",
     "lost",
+    "erased",
     "reassigned",
     "escalated",
     "accept_sla_met",
@@ -50,6 +51,11 @@ COUNTED_KPIS = (
     "touch_sla_met",
     "touch_sla_breached",
 )
+
+ERASED_KPI = "erased"
+"""The KPI of open assignments withdrawn because their person asked to be forgotten."""
+ERASED_REASON = "erased"
+"""The reason handoff gives when it closes an erased person's open assignment."""
 
 REJECTED_BY_REASON = "rejected:"
 """The prefix of the KPI that counts rejections by their reason: ``rejected:<reason>``."""
@@ -141,8 +147,10 @@ def count_assigned(assignment: LeadAssigned, *, time: datetime) -> KpiIncrement:
 
 def count_status_change(change: LeadStatusChanged) -> KpiIncrement:
     """A status (accepted … lost) counts on the day the rep reported it happened; a won deal adds its amount."""
+    # handoff closes an erased person's open assignment as lost; that is no verdict of sales, so it counts apart.
+    kpi = ERASED_KPI if change.status == "lost" and change.reason == ERASED_REASON else change.status
     cell = kpi_cell(
-        change.status,
+        kpi,
         change.occurred_at,
         source=change.source,
         campaign=change.campaign,

@@ -25,6 +25,7 @@ class KpiTotals(BaseModel):
     qualified: int = 0
     won: int = 0
     lost: int = 0
+    erased: int = Field(0, description="Open assignments withdrawn because their person asked to be forgotten.")
     won_amount: Decimal = Decimal(0)
     recycled: int = 0
     reassigned: int = 0
