@@ -4,6 +4,7 @@ two replicas."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from baton_lead_ingest.settings import IngestSettings
 from tests.unit.test_lead_ingest_api import RECEIVED, Ingest, running
 from tests.unit.test_lead_ingest_api import held_relay as held_relay  # noqa: F401 (a fixture)
-from tests.unit.test_lead_ingest_webhooks import NOW, create_source, post_signed, quarantined
+from tests.unit.test_lead_ingest_webhooks import NOW, create_source, post_signed, quarantined, signed
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("held_relay")]
 
@@ -101,3 +102,26 @@ async def test_concurrent_replays_of_one_quarantined_payload_make_one_lead(repli
     assert sorted(answer.status_code for answer in answers) == [202] + [409] * (CONCURRENT_REPLAYS - 1)
     assert await a.lead_count() == 1
     assert [event.type for event in await a.outbox()] == [RECEIVED]
+
+
+async def test_a_payload_holding_nul_characters_is_kept_in_quarantine_on_postgresql(
+    replicas: tuple[Ingest, Ingest],
+) -> None:
+    a, _ = replicas
+    secret = (await create_source(a))["secret"]
+    body = b'{"email": "jane@example.com", "nick\\u0000name": "J\\u0000"}'
+    headers = {**signed(secret, body), "content-type": "application/json; " + "x" * 300}
+
+    response = await a.client.post("/v1/sources/forms/leads", content=body, headers=headers)
+    raw_nul = b'{"email": "jane@example.com", "note": "\x00"}'
+    raw = await a.client.post(
+        "/v1/sources/forms/leads", content=raw_nul, headers=signed(secret, raw_nul, webhook_id="msg_2")
+    )
+
+    assert response.status_code == 422, response.text
+    assert raw.status_code == 422, raw.text
+    kept = await quarantined(a)
+    assert [payload.id for payload in kept] == [response.json()["quarantine_id"], raw.json()["quarantine_id"]]
+    whole = await a.client.get(f"/v1/quarantine/{raw.json()['quarantine_id']}", headers=a.token("admin"))
+    assert whole.json()["body_encoding"] == "base64"
+    assert base64.b64decode(whole.json()["body"]) == raw_nul

@@ -38,6 +38,7 @@ from baton_lead_ingest.sources import SourceConfig
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MAX_DELIVERY_KEY_LENGTH = 300
+MAX_CONTENT_TYPE_LENGTH = 200
 # Headers that prove or carry identity are never kept with a quarantined payload.
 _SECRET_HEADER_WORDS = ("signature", "authorization", "cookie", "token", "secret", "key", "auth", "password")
 
@@ -265,10 +266,19 @@ class QuarantinedPayloadOut(QuarantinedSummary):
 
 
 def _stored_body(body: bytes) -> tuple[str, str]:
+    """The body as a text column holds it: UTF-8 as is, else base64 (PostgreSQL's text cannot hold NUL either)."""
     try:
-        return body.decode("utf-8"), "utf-8"
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
         return base64.b64encode(body).decode("ascii"), "base64"
+    return text, "utf-8"
+
+
+def _storable(text: str) -> str:
+    """Text a reason or error may quote from the body, with NUL (which PostgreSQL's text cannot hold) escaped."""
+    return text.replace("\x00", "\\u0000")
 
 
 def _raw_body(payload: QuarantinedPayload) -> bytes:
@@ -301,9 +311,9 @@ async def store_quarantined(
     body, encoding = _stored_body(delivery.body)
     payload = QuarantinedPayload(
         source=delivery.source,
-        reason=error.detail,
+        reason=_storable(error.detail),
         errors=_errors(error),
-        content_type=delivery.content_type,
+        content_type=delivery.content_type[:MAX_CONTENT_TYPE_LENGTH] if delivery.content_type else None,
         body=body,
         body_encoding=encoding,
         headers=dict(delivery.headers),
