@@ -542,7 +542,7 @@ async def test_erasure_removes_the_person_from_every_table_and_publishes_lead_er
     held = await table_rows_holding(ingest, "grace.hopper", "Hopper", "4155550142", "Grace")
     # Only the outbox still holds the person, in the events published before the erasure.
     assert {table for table, _ in held} <= {"outbox"}
-    assert [(table, needle) for table, needle in await table_rows_holding(ingest, lead_id)] == [
+    assert sorted(await table_rows_holding(ingest, lead_id)) == [
         ("erased_leads", lead_id),
         *[("outbox", lead_id)] * len(await ingest.outbox()),
     ]
