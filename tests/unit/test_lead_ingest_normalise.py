@@ -7,6 +7,7 @@ from typing import Any
 import phonenumbers
 import pycountry
 import pytest
+from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -292,6 +293,44 @@ def test_email_normal_form_is_idempotent_on_generated_addresses(posted: str) -> 
         return
     assert normalise_email(normal) == normal
     assert normal == normal.lower()
+
+
+DOMAINS = [
+    "example.com",
+    "Sub.Example.CO.UK",
+    "xn--bcher-kva.de",
+    "BÜCHER.de",
+    "münchen.de",
+    "localhost",
+    "example.invalid",
+    "a..com",
+    "-a.com",
+    "exa mple.com",
+    "[127.0.0.1]",
+    "e" * 64 + ".com",
+    ("e" * 63 + ".") * 3 + "com",
+    "x@y.com",
+]
+
+
+@PROPERTIES
+@given(
+    st.text(alphabet="aZ09.!#$%&'*+/=?^_`{|}~-\"@ (),:;<>[]\\\x00é", min_size=0, max_size=70)
+    | st.emails().map(lambda address: address.partition("@")[0]),
+    st.sampled_from(DOMAINS),
+    st.sampled_from(["", " ", "\t"]),
+)
+def test_email_normal_form_is_the_lower_cased_one_email_validator_gives(local: str, domain: str, space: str) -> None:
+    address = f"{space}{local}@{domain}{space}"
+    try:
+        expected = validate_email(address.strip().lower(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        assert refusal(normalise_email, address).field == "email"
+        assert refusal(normalise_email, address).field == "email"  # the second time, its domain is known
+        return
+
+    assert normalise_email(address) == expected
+    assert normalise_email(address) == expected
 
 
 @PROPERTIES
