@@ -255,10 +255,14 @@ async def test_largest_valid_lead_makes_events_well_under_a_mebibyte(ingest: Ing
     lead: dict[str, Any] = {
         name: worst * next(rule.max_length for rule in field.metadata if hasattr(rule, "max_length"))
         for name, field in LeadIn.model_fields.items()
-        if name not in {"email", "company_size", "utm", "activities"}
+        if name not in {"email", "phone", "country", "company_size", "utm", "activities"}
     }
-    assert len(lead) == 10
-    lead["email"] = "jane@" + "e" * 310 + ".com"
+    assert len(lead) == 8
+    # Normalised fields: the longest address e-mail allows (254 bytes), a phone kept as written (control
+    # characters are taken out, so its worst characters are four UTF-8 bytes each), a country held as two letters.
+    lead["email"] = "j" * 64 + "@" + "e" * 63 + "." + "e" * 63 + "." + "e" * 57 + ".com"
+    lead["phone"] = "1" + "\U0001f4de" * 63
+    lead["country"] = "United Kingdom of Great Britain and Northern Ireland"
     lead["utm"] = {worst * (MAX_UTM_KEY_LENGTH - 2) + f"{n:02}": worst * MAX_UTM_VALUE_LENGTH for n in range(20)}
     properties_budget = MAX_PROPERTIES_BYTES - len('{"p":""}')
     lead["activities"] = [

@@ -17,7 +17,6 @@ from baton_lead_ingest.domain import (
     json_depth_exceeds,
     json_size,
     merged_utm,
-    normalise_email,
     request_fingerprint,
     settle_posts,
 )
@@ -27,10 +26,6 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 def profile(**fields: Any) -> dict[str, Any]:
     return {"first_name": None, "title": None, "company": None, "utm": {}, **fields}
-
-
-def test_email_is_normalised_by_trimming_and_lower_casing() -> None:
-    assert normalise_email("  Jane.Doe@EXAMPLE.com ") == "jane.doe@example.com"
 
 
 def test_repeat_post_changes_only_the_fields_it_brings_that_differ() -> None:

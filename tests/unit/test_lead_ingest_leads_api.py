@@ -68,6 +68,7 @@ async def test_lead_is_read_back_with_its_canonical_fields_and_source(ingest: In
     assert response.json() == {
         "lead_id": lead_id,
         **JANE,
+        "email": "jane.doe@example.com",  # held normalised: the address that identifies her
         "created_at": "2025-03-01T12:00:00Z",
         "updated_at": "2025-03-01T12:00:00Z",
     }

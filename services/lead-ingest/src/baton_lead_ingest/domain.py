@@ -36,11 +36,6 @@ MAX_PROPERTIES_DEPTH = 5
 MAX_BATCH_LEADS = 1000
 
 
-def normalise_email(email: str) -> str:
-    """Returns the form of an address that identifies one person: trimmed and lower-case."""
-    return email.strip().lower()
-
-
 def merged_utm(stored: Mapping[str, str], incoming: Mapping[str, str]) -> dict[str, str]:
     """Returns a lead's UTM parameters after a post: the post's keys win, and the set stays within the limit.
 

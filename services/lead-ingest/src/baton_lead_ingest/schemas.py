@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -14,7 +14,10 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
+    WithJsonSchema,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from baton.events import Timestamp
 from baton_lead_ingest.domain import (
@@ -29,8 +32,18 @@ from baton_lead_ingest.domain import (
     json_depth_exceeds,
     json_size,
 )
+from baton_lead_ingest.normalise import (
+    MAX_COMPANY_SIZE,
+    InvalidLeadValue,
+    clean_phone,
+    normalise_company_size,
+    normalise_country,
+    normalise_email,
+    phone_in_e164,
+)
 
-_EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\"]+$")
+Posted = TypeVar("Posted")
+Normal = TypeVar("Normal")
 
 
 def _without_nul(value: str) -> str:
@@ -85,34 +98,87 @@ class ActivityIn(BaseModel):
     properties: Properties = Field(default_factory=dict)
 
 
-def _an_email(value: str) -> str:
-    if not _EMAIL.match(value):
-        raise ValueError("not an e-mail address")
-    return value
+def _field_rule(rule: Callable[[Posted], Normal]) -> Callable[[Posted], Normal]:
+    """Makes a normalisation rule's refusal a validation error of its field, worded by the rule, never echoing it."""
+
+    def validated(value: Posted) -> Normal:
+        try:
+            return rule(value)
+        except InvalidLeadValue as refused:
+            raise PydanticCustomError("value_error", refused.message) from None
+
+    return validated
 
 
-Email = Annotated[Text, StringConstraints(max_length=320), AfterValidator(_an_email)]
+def _phone_or_blank(text: str) -> str | None:
+    # A form's unanswered phone field arrives blank: absent, like a blank country or company size.
+    return clean_phone(text) if text else None
+
+
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_field_rule(normalise_email))]
+Country = Annotated[str, StringConstraints(max_length=64), AfterValidator(_field_rule(normalise_country))]
+Phone = Annotated[Text, StringConstraints(max_length=64), AfterValidator(_field_rule(_phone_or_blank))]
+CompanySize = Annotated[
+    int | None,
+    BeforeValidator(_field_rule(normalise_company_size)),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": MAX_COMPANY_SIZE},
+                {"type": "string", "examples": ["250", "1,000", "51-200", "1000+", "201-500 employees"]},
+                {"type": "null"},
+            ],
+            "description": "A head count, or text such as `51-200` (held as its lower bound) or `1000+`.",
+        }
+    ),
+]
 
 
 class LeadIn(BaseModel):
-    """The canonical lead; only ``email`` is required."""
+    """The canonical lead; only ``email`` is required.
+
+    Validating one also normalises it: ``email`` becomes the dedupe key (``normalise.normalise_email``), and it
+    is the address held and published; ``country`` its alpha-2 code, ``phone`` E.164 where possible and
+    ``company_size`` a head count. A normalised lead validates to itself.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    email: Email = Field(examples=["jane.doe@example.com"])
+    email: Email = Field(
+        examples=["jane.doe@example.com"],
+        description=(
+            "Validated in syntax (no DNS look-up) and lower-cased whole, the domain in Unicode: the address "
+            "held, which identifies the person, so one address in any case is one lead."
+        ),
+    )
     first_name: Text | None = Field(None, max_length=200)
     last_name: Text | None = Field(None, max_length=200)
     company: Text | None = Field(None, max_length=300)
     title: Text | None = Field(None, max_length=300)
-    phone: Text | None = Field(None, max_length=64)
-    country: Text | None = Field(None, max_length=64)
-    company_size: int | None = Field(None, ge=0, le=10_000_000)
+    phone: Phone | None = Field(
+        None,
+        description=(
+            "Held in E.164 when it is a valid number (a national one read in the lead's `country`), "
+            "else as written without control characters."
+        ),
+    )
+    country: Country | None = Field(
+        None, description="An ISO 3166 code or a country's English name; held as its ISO 3166 alpha-2 code."
+    )
+    company_size: CompanySize = None
     industry: Text | None = Field(None, max_length=200)
     source: Text | None = Field(None, max_length=200)
     campaign: Text | None = Field(None, max_length=200)
     utm: dict[UtmKey, UtmValue] = Field(default_factory=dict, max_length=MAX_UTM_KEYS)
     activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ACTIVITIES)
     external_id: Text | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _phone_read_in_the_leads_country(self) -> Self:
+        # After the fields, so that a national number is read in the lead's country as normalised.
+        if self.phone is not None:
+            self.phone = phone_in_e164(self.phone, country=self.country)
+        return self
 
 
 class LeadBatchIn(BaseModel):

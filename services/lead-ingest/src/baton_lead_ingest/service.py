@@ -16,7 +16,7 @@ from baton.errors import BatonError, NotFound, Unprocessable
 from baton.events import Activity, EventData, LeadActivity, LeadReceived, LeadUpdated, new_id
 from baton.outbox import add_events
 from baton.settings import Settings
-from baton_lead_ingest.domain import PROFILE_FIELDS, LeadPost, StoredLead, normalise_email, settle_posts
+from baton_lead_ingest.domain import PROFILE_FIELDS, LeadPost, StoredLead, settle_posts
 from baton_lead_ingest.models import IdempotentAnswer, Lead
 from baton_lead_ingest.schemas import (
     ActivityAccepted,
@@ -109,7 +109,8 @@ _UPDATE_MERGED: Update = update(_LEADS).where(_LEADS.c.id == bindparam("merged_i
 
 async def receive_leads(session: AsyncSession, *, posts: Sequence[tuple[LeadIn, datetime]]) -> list[LeadAccepted]:
     """Stores new people as leads, merges known people's posts into their leads, and queues one event per post."""
-    lead_posts = [LeadPost(normalise_email(lead.email), _profile(lead), at) for lead, at in posts]
+    # A validated LeadIn's email is already normalise.normalise_email's form: the dedupe key, computed once.
+    lead_posts = [LeadPost(lead.email, _profile(lead), at) for lead, at in posts]
     first_post: dict[str, int] = {}
     for index, post in enumerate(lead_posts):
         first_post.setdefault(post.email_normalized, index)
@@ -340,8 +341,8 @@ async def _lead_of(session: AsyncSession, activity: ActivityPost) -> str:
         missing = f"no lead has the id {activity.lead_id!r} yet"
     else:
         assert activity.email is not None
-        email = normalise_email(activity.email)
-        lead_id = await session.scalar(select(_LEADS.c.id).where(_LEADS.c.email_normalized == email))
+        # ActivityPost's email is validated to the dedupe key, like a lead's.
+        lead_id = await session.scalar(select(_LEADS.c.id).where(_LEADS.c.email_normalized == activity.email))
         missing = f"no lead has the e-mail {activity.email!r} yet"
     if lead_id is None:
         raise NotFound(f"{missing}; send the lead first (POST /v1/leads), then the activity again")
