@@ -607,3 +607,15 @@ async def test_a_source_changed_through_another_replica_applies_within_the_cache
         await cache.get("created-elsewhere")
     await ingest.client.post("/v1/sources", json={"name": "created-elsewhere"}, headers=ingest.token("admin"))
     assert (await cache.get("created-elsewhere")).name == "created-elsewhere"
+
+
+async def test_numbers_a_vendor_sends_for_text_fields_are_taken_as_text(ingest: Ingest) -> None:
+    secret = (await create_source(ingest, field_map={"email": "e", "phone": "p", "external_id": "id", "company": "c"}))[
+        "secret"
+    ]
+
+    response = await post_signed(ingest, secret, {"e": "ada@example.com", "p": 14155550100, "id": 42.0, "c": 7})
+
+    assert response.status_code == 202, response.text
+    [event] = await ingest.outbox()
+    assert (event.data["phone"], event.data["external_id"], event.data["company"]) == ("14155550100", "42", "7")

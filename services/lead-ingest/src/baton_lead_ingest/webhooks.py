@@ -20,6 +20,7 @@ from baton.errors import Conflict, NotFound, Unprocessable
 from baton.events import LeadErased
 from baton.outbox import add_events
 from baton.web import PROBLEM_JSON
+from baton_lead_ingest.domain import PROFILE_FIELDS
 from baton_lead_ingest.field_map import apply_field_map, parse_form
 from baton_lead_ingest.models import ErasedLead, IdempotentAnswer, Lead, QuarantinedPayload, Source
 from baton_lead_ingest.normalise import InvalidLeadValue, normalise_email
@@ -39,6 +40,8 @@ from baton_lead_ingest.sources import SourceConfig
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MAX_DELIVERY_KEY_LENGTH = 300
 MAX_CONTENT_TYPE_LENGTH = 200
+TEXT_FIELDS = frozenset(PROFILE_FIELDS) - {"company_size"}
+"""Canonical fields held as text, which vendors' payloads may carry as numbers."""
 # Headers that prove or carry identity are never kept with a quarantined payload.
 _SECRET_HEADER_WORDS = ("signature", "authorization", "cookie", "token", "secret", "key", "auth", "password")
 
@@ -174,7 +177,16 @@ def _preset_leads(mapping: LeadMapping, body: Any) -> list[PresetLead]:
     return found
 
 
+def _as_text(value: Any) -> Any:
+    """A number a vendor sends where Baton keeps text (a phone, an id) as that text; anything else as it is."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def _canonical(mapping: LeadMapping, fields: dict[str, Any], index: int, *, several: bool) -> LeadIn:
+    for name in TEXT_FIELDS.intersection(fields):
+        fields[name] = _as_text(fields[name])
     fields["source"] = mapping.source
     if not fields.get("campaign") and mapping.default_campaign:
         fields["campaign"] = mapping.default_campaign
