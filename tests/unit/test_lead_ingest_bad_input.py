@@ -576,9 +576,9 @@ def _holding(intake: Intake, character: str) -> Refusal:
     if intake.name == "activities":
         fields["type"] = value
         expected.add(("type",))
-        if character != "\0":  # properties are any JSON: a NUL is data there, carried in the event as an escape
-            fields["properties"] = {"note": value}
-            expected.add(("properties", "note"))
+        fields["properties"] = {"note": value}
+        # A lone surrogate fails the value's JSON type; a NUL fails the properties as a whole.
+        expected.add(("properties", "note") if character != "\0" else ("properties",))
     else:
         fields |= dict.fromkeys(TEXT_FIELDS, value)
         expected |= {(field,) for field in TEXT_FIELDS}

@@ -65,7 +65,25 @@ def _shallow_enough(value: Any) -> Any:
     return value
 
 
+def _holds_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _small_enough(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    # PostgreSQL's text cannot hold U+0000, so the services downstream could not keep it either.
+    if _holds_nul(value):
+        raise ValueError("must not contain NUL characters")
     try:
         size = json_size(value)
     except ValueError:
