@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import typing
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +27,7 @@ from baton.db import insert_for
 from baton.events import EVENT_MODELS, Clock, CloudEvent, EventData, dlq_topic, utcnow
 from baton.failures import is_transient
 from baton.outbox import InboxEntry, decode_record
+from baton.telemetry import CONSUMER_BATCH_SECONDS, CONSUMER_EVENTS, DLQ_EVENTS, UNKNOWN_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,18 @@ def handlers(*functions: EventHandler) -> dict[str, EventHandler]:
     return table
 
 
+def consumer_topics(handlers: Mapping[str, EventHandler]) -> list[str]:
+    """The topics a consumer group reads: those of the events it has handlers for.
+
+    Args:
+        handlers: Event type to handler.
+
+    Returns:
+        The topics, sorted.
+    """
+    return sorted({EVENT_MODELS[event_type].topic for event_type in handlers if event_type in EVENT_MODELS})
+
+
 TYPE_HEADER = "ce_type"
 """The CloudEvents binary-mode header naming an event's type (see ``baton.events.to_binary``)."""
 
@@ -127,7 +142,7 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.retry_pause_seconds = retry_pause_seconds
         self.clock = clock
-        self.topics = sorted({EVENT_MODELS[event_type].topic for event_type in handlers})
+        self.topics = consumer_topics(handlers)
 
     async def run(self) -> None:
         """Consumes until cancelled."""
@@ -139,6 +154,13 @@ class EventConsumer:
 
     async def on_batch(self, records: Sequence[Record]) -> None:
         """Applies a batch of records in order; returns once each is applied or dead-lettered."""
+        started = time.perf_counter()
+        try:
+            await self._on_batch(records)
+        finally:
+            CONSUMER_BATCH_SECONDS.labels(self.group).observe(time.perf_counter() - started)
+
+    async def _on_batch(self, records: Sequence[Record]) -> None:
         decoded: list[_Decoded] = []
         for record in records:
             replay_for = record.header(REPLAY_FOR_GROUP_HEADER)
@@ -215,18 +237,24 @@ class EventConsumer:
             pause = min(max(pause * 2, 0.05), MAX_RETRY_PAUSE_SECONDS)
 
     async def _apply(self, items: Sequence[_Decoded]) -> None:
+        outcomes: Counter[tuple[str, str]] = Counter()
         async with self.sessions() as session, session.begin():
             begin_batch(session, (item.payload.lead_id for item in items))
             fresh = await _claim_inbox(session, self.group, [item.event.id for item in items])
             for item in items:
                 if item.event.id not in fresh:
+                    outcomes[item.event.type, "duplicate"] += 1
                     continue
+                outcomes[item.event.type, "applied"] += 1
                 fresh.discard(item.event.id)  # the same event twice in one batch is applied once
                 event = item.event
                 incoming = Incoming(
                     id=event.id, source=event.source, time=event.time, data=item.payload, now=self.clock()
                 )
                 await item.handler(incoming, session)
+        # Counted once committed: a batch that rolls back and is tried again counts once.
+        for (event_type, outcome), count in outcomes.items():
+            CONSUMER_EVENTS.labels(self.group, event_type, outcome).inc(count)
 
     async def _dead_letter(self, record: Record, error: Exception, *, attempts: int) -> None:
         logger.error(
@@ -243,6 +271,8 @@ class EventConsumer:
         )
         dead = Record(topic=dlq_topic(record.topic), key=record.key, value=record.value, headers=headers)
         await self._until_not_transient(lambda: self.bus.publish([dead]), what="dead letter", size=1)
+        CONSUMER_EVENTS.labels(self.group, record.header(TYPE_HEADER) or UNKNOWN_TYPE, "dead_lettered").inc()
+        DLQ_EVENTS.labels(self.group, record.topic).inc()
 
 
 _BATCH_KEY = "baton_consumer_batch"

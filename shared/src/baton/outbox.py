@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, delete, event, insert, select, text
+from sqlalchemy import Integer, String, Text, delete, event, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -22,6 +22,7 @@ from baton.bus import Bus, Record
 from baton.db import Base, UTCDateTime, is_postgresql
 from baton.errors import BatonError
 from baton.events import CloudEvent, EventData, from_binary, utcnow
+from baton.telemetry import OUTBOX_PUBLISHED
 
 logger = logging.getLogger(__name__)
 
@@ -157,11 +158,13 @@ class OutboxRelay:
         *,
         engine: AsyncEngine,
         bus: Bus,
+        service: str = "",
         batch_size: int = 500,
         idle_check_seconds: float = 2.0,
         retry_pause_seconds: float = 1.0,
     ) -> None:
         self.bus = bus
+        self.service = service
         self.batch_size = batch_size
         self.idle_check_seconds = idle_check_seconds
         self.retry_pause_seconds = retry_pause_seconds
@@ -217,7 +220,17 @@ class OutboxRelay:
             if not entries:
                 return 0
             await self.bus.publish([Record.from_stored(topic, payload) for _, topic, payload in entries])
+        OUTBOX_PUBLISHED.labels(self.service).inc(len(entries))
         return len(entries)
+
+    async def backlog(self) -> int:
+        """Counts the events waiting in the outbox (a count of rows, which the relay keeps few).
+
+        Returns:
+            How many rows the outbox holds.
+        """
+        async with self._sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(OutboxEntry)) or 0)
 
 
 def decode_record(record: Record) -> CloudEvent:

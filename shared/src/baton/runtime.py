@@ -13,11 +13,12 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.bus import ReplicaRefused, make_bus
-from baton.consumer import EventConsumer, EventHandler
+from baton.consumer import EventConsumer, EventHandler, consumer_topics
 from baton.db import create_engine, create_sessionmaker, migrate, ping
 from baton.events import Clock, utcnow
 from baton.outbox import MAX_EVENT_BYTES_KEY, RELAY_KEY, SOURCE_KEY, InboxEntry, OutboxRelay
 from baton.settings import Settings
+from baton.telemetry import ServiceTelemetry, show_readiness
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +61,19 @@ class ServiceRuntime:
         self.clock = clock
         self.engine = create_engine(settings.database_url_for(spec.database))
         self.bus = make_bus(settings)
-        self.relay = OutboxRelay(engine=self.engine, bus=self.bus)
+        self.relay = OutboxRelay(engine=self.engine, bus=self.bus, service=spec.name)
         self.sessions = create_sessionmaker(
             self.engine,
             **{RELAY_KEY: self.relay, SOURCE_KEY: spec.source, MAX_EVENT_BYTES_KEY: settings.max_event_bytes},
         )
         self.signing_secret = settings.signing_secret()
+        self.telemetry = ServiceTelemetry(
+            service=spec.name,
+            bus=self.bus,
+            groups={group: consumer_topics(handlers) for group, handlers in spec.consumers.items()},
+            backlog=self.relay.backlog,
+            readiness=self.check_readiness,
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -85,6 +93,7 @@ class ServiceRuntime:
         await migrate(self.engine, self.spec.migrations)
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.spec.name}-relay"))
         self._tasks.append(asyncio.create_task(self._prune_forever(), name=f"{self.spec.name}-pruner"))
+        self._tasks.append(asyncio.create_task(self.telemetry.run(), name=f"{self.spec.name}-telemetry"))
         for group, handlers in self.spec.consumers.items():
             consumer = EventConsumer(
                 group=group,
@@ -172,4 +181,6 @@ class ServiceRuntime:
             ``{"database": ok, "bus": ok}``.
         """
         database, bus = await asyncio.gather(ping(self.engine), self.bus.ping())
-        return {"database": database, "bus": bus}
+        checks = {"database": database, "bus": bus}
+        show_readiness(self.spec.name, checks)
+        return checks

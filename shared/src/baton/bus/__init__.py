@@ -140,6 +140,16 @@ class Bus(Protocol):
 
     async def ping(self) -> bool: ...
 
+    async def lag(self, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        """Records each partition of the topics holds past the group's committed position.
+
+        A group that has committed nothing on a partition yet lags by everything the partition holds.
+
+        Returns:
+            ``{(topic, partition): records}`` for every partition of the topics.
+        """
+        ...
+
 
 def make_bus(settings: Settings) -> Bus:
     """Builds the transport the settings choose.

@@ -273,6 +273,21 @@ class EmbeddedLog:
         ) as cursor:
             return [_row_to_record(*row) for row in await cursor.fetchall()]
 
+    async def lag(self, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        # seq counts across every topic, so a topic's lag is counted, not subtracted; the
+        # (topic, seq) index keeps that proportional to the lag itself.
+        lag: dict[tuple[str, int], int] = {}
+        conn = self._connection()
+        for topic in topics:
+            async with conn.execute(
+                "SELECT count(*) FROM log WHERE topic = ? AND seq > "
+                "coalesce((SELECT position FROM offsets WHERE group_id = ? AND topic = ?), 0)",
+                (topic, group, topic),
+            ) as cursor:
+                row = await cursor.fetchone()
+            lag[topic, 0] = int(row[0]) if row is not None else 0
+        return lag
+
     async def prune(self, *, before: datetime) -> int:
         cutoff = before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         conn = self._connection()

@@ -77,6 +77,8 @@ class KafkaBus:
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._reconnecting: asyncio.Task[AIOKafkaProducer] | None = None
+        self._offset_readers: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
+        self._offset_readers_lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self.ensure_topics([*TOPICS, *(dlq_topic(t) for t in TOPICS)])
@@ -90,6 +92,8 @@ class KafkaBus:
             if self._producer is not None:
                 await self._producer.stop()
                 self._producer = None
+        async with self._offset_readers_lock:
+            await self._close_offset_readers()
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         """Creates the topics that do not exist yet, replicated as configured.
@@ -189,6 +193,62 @@ class KafkaBus:
     async def prune(self, *, before: datetime) -> int:
         """Kafka keeps its own retention (``retention.ms``); nothing to do here."""
         return 0
+
+    async def lag(self, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        # The group's committed offsets (what its members have applied, wherever they run) against each
+        # partition's end: one admin client and one group-less consumer, kept open between calls.
+        async with self._offset_readers_lock:
+            if self._offset_readers is None:
+                self._offset_readers = await self._open_offset_readers()
+            admin, reader = self._offset_readers
+            try:
+                names = [self.prefix + t for t in topics]
+                described = await admin.describe_topics(names)
+                partitions = [
+                    TopicPartition(topic["topic"], p["partition"])
+                    for topic in described
+                    if topic["topic"] in names and not topic["error_code"]
+                    for p in topic["partitions"]
+                ]
+                if not partitions:
+                    return {}
+                committed = await admin.list_consumer_group_offsets(self.prefix + group, partitions=partitions)
+                ends = await reader.end_offsets(partitions)
+                starts = await reader.beginning_offsets(partitions)
+            except Exception:
+                await self._close_offset_readers()
+                raise
+        lag: dict[tuple[str, int], int] = {}
+        for tp in partitions:
+            done = committed.get(tp)
+            # Nothing committed yet: the group starts at the earliest record still kept.
+            position = done.offset if done is not None and done.offset >= 0 else starts[tp]
+            lag[tp.topic.removeprefix(self.prefix), tp.partition] = max(ends[tp] - position, 0)
+        return lag
+
+    async def _open_offset_readers(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        try:
+            await admin.start()
+            await reader.start()
+        except BaseException:
+            await asyncio.shield(asyncio.gather(admin.close(), reader.stop(), return_exceptions=True))
+            raise
+        return admin, reader
+
+    async def _close_offset_readers(self) -> None:
+        readers, self._offset_readers = self._offset_readers, None
+        if readers is not None:
+            admin, reader = readers
+            for outcome in await asyncio.gather(admin.close(), reader.stop(), return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    logger.warning("closing the offset readers raised", exc_info=outcome)
 
     def _record(self, message: ConsumerRecord[bytes, bytes]) -> Record:
         return Record(
