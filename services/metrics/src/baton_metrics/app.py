@@ -7,7 +7,8 @@ from fastapi import FastAPI
 from baton.events import Clock, utcnow
 from baton.runtime import ServiceSpec
 from baton.web import create_service_app
-from baton_metrics.api import journeys, kpis, sla, targets
+from baton_metrics.api import dashboard, journeys, kpis, sla, stream, targets, trends
+from baton_metrics.changes import ReadModelChanges
 from baton_metrics.consumers import HANDLERS
 from baton_metrics.settings import MetricsSettings
 
@@ -22,13 +23,16 @@ SPEC = ServiceSpec(
 def create_app(settings: MetricsSettings | None = None, *, clock: Clock = utcnow) -> FastAPI:
     """Builds the metrics app."""
     settings = settings or MetricsSettings()
-    return create_service_app(
-        SPEC,
+    changes = ReadModelChanges()
+    app = create_service_app(
+        changes.watching(SPEC),
         settings,
-        [kpis.router, sla.router, journeys.router, targets.router],
+        [kpis.router, sla.router, journeys.router, targets.router, trends.router, stream.router, dashboard.router],
         description=(
             "Running KPI totals for marketing and sales, exactly once per event: funnel, live SLA board, "
             "lead journeys and Baton's own pipeline clock."
         ),
         clock=clock,
     )
+    app.state.read_model_changes = changes
+    return app
