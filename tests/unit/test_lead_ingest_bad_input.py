@@ -300,6 +300,9 @@ WRONG_TYPES: dict[str, list[tuple[dict[str, Any], tuple[str | int, ...]]]] = {
 async def test_a_field_of_the_wrong_type_is_refused_naming_it(ingest: Ingest, name: str) -> None:
     intake = await intake_for(ingest, name)
     cases = WRONG_TYPES[name if name in ("form", "activities") else "lead"]
+    if name == "webhook":
+        # A vendor's number where Baton keeps text (a phone, an id) is taken as its text, so it is no wrong type there.
+        cases = [(fields, field) for fields, field in cases if fields != {"first_name": 7}]
 
     await assert_each_refused(intake, [(intake.body(fields), {field}) for fields, field in cases])
 
