@@ -24,6 +24,8 @@ from pydantic_settings import BaseSettings
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = REPO / "deploy" / "compose"
 K8S_DIR = REPO / "deploy" / "k8s"
+PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
+GRAFANA_DIR = REPO / "deploy" / "grafana"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ SERVICES = (
 )
 KAFKA_BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 INFRASTRUCTURE = (*KAFKA_BROKERS, "postgres")
+MONITORING = ("prometheus", "grafana")
 # What an operator supplies: compose's required variables; k8s placeholders are replaced by real values.
 OPERATOR_ENV = {"POSTGRES_PASSWORD": "operator-password", "BATON_JWT_SECRET": secrets.token_urlsafe(48)}
 
@@ -271,8 +274,8 @@ def baton_variables_in_manifests() -> dict[str, set[str]]:
 # --- compose -----------------------------------------------------------------
 
 
-def test_compose_runs_the_four_services_plus_kafka_and_postgres():
-    assert set(compose()["services"]) == {svc.name for svc in SERVICES} | set(INFRASTRUCTURE)
+def test_compose_runs_the_four_services_plus_kafka_postgres_prometheus_and_grafana():
+    assert set(compose()["services"]) == {svc.name for svc in SERVICES} | set(INFRASTRUCTURE) | set(MONITORING)
 
 
 def test_compose_uses_official_kafka_4_and_postgres_16_images():
@@ -363,6 +366,85 @@ def test_every_compose_service_waits_for_healthy_kafka_and_postgres(svc):
     for dependency in INFRASTRUCTURE:
         assert depends_on[dependency]["condition"] == "service_healthy"
         assert "healthcheck" in compose()["services"][dependency]
+
+
+def mounts(service: str) -> dict[str, Path]:
+    """A compose service's bind mounts as {path in the container: path on the host}."""
+    found = {}
+    for volume in compose()["services"][service].get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("."):
+            found[target] = (COMPOSE_DIR / source).resolve()
+    return found
+
+
+def test_compose_prometheus_loads_the_scrape_config_and_the_alert_rules_it_names():
+    prometheus = compose()["services"]["prometheus"]
+    command = prometheus["command"]
+    (config_flag,) = (arg for arg in command if arg.startswith("--config.file="))
+    config_path = config_flag.partition("=")[2]
+    mounted = mounts("prometheus")
+
+    assert mounted[config_path] == PROMETHEUS_DIR / "prometheus.yml"
+    config = yaml.safe_load(mounted[config_path].read_text())
+    for rule_file in config["rule_files"]:
+        assert mounted[rule_file] == PROMETHEUS_DIR / "alerts.yml"
+    (job,) = config["scrape_configs"]
+    (static,) = job["static_configs"]
+    assert sorted(static["targets"]) == sorted(f"{svc.name}:{svc.port}" for svc in SERVICES)
+    assert all(svc.name in compose()["services"] for svc in SERVICES)
+    assert prometheus["ports"] == ["9090:9090"]
+
+
+def test_compose_grafana_provisions_its_datasource_and_dashboards_from_deploy_grafana():
+    grafana = compose()["services"]["grafana"]
+    mounted = mounts("grafana")
+    provisioning = mounted["/etc/grafana/provisioning"]
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "baton.yml").read_text())["providers"]
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+
+    assert provisioning == GRAFANA_DIR / "provisioning"
+    assert mounted[provider["options"]["path"]] == GRAFANA_DIR / "dashboards"
+    prometheus_port = compose()["services"]["prometheus"]["ports"][0].split(":")[1]
+    assert datasource["url"] == f"http://prometheus:{prometheus_port}"
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(provider["options"]["path"] + "/")
+    assert (GRAFANA_DIR / "dashboards" / Path(home).name).is_file()
+
+
+def test_compose_grafana_admin_password_comes_from_the_environment():
+    env = compose_env("grafana")
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", env["GF_SECURITY_ADMIN_PASSWORD"])
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GRAFANA_ADMIN_PASSWORD=" in (COMPOSE_DIR / ".env.example").read_text()
+
+
+@pytest.mark.parametrize("service", MONITORING)
+def test_compose_monitoring_images_are_pinned_and_keep_their_data_in_a_volume(service):
+    spec = compose()["services"][service]
+    image, _, tag = spec["image"].partition(":")
+    assert tag and tag != "latest" and re.fullmatch(r"v?\d+\.\d+\.\d+", tag), spec["image"]
+    named = {v.split(":")[0] for v in spec["volumes"] if not v.startswith(".")}
+    assert named and named <= set(compose()["volumes"])
+    assert "healthcheck" in spec
+
+
+def test_kubernetes_prometheus_config_scrapes_every_baton_pod_on_its_http_port():
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus-kubernetes.yml").read_text())
+    (job,) = config["scrape_configs"]
+    (discovery,) = job["kubernetes_sd_configs"]
+    keeps = {rule["source_labels"][0]: rule["regex"] for rule in job["relabel_configs"] if rule.get("action") == "keep"}
+
+    assert discovery["role"] == "pod"
+    assert discovery["namespaces"]["names"] == [kustomization()["namespace"]]
+    assert keeps["__meta_kubernetes_pod_label_app_kubernetes_io_part_of"] == "baton"
+    assert keeps["__meta_kubernetes_pod_container_port_name"] == "http"
+    for svc in SERVICES:
+        pod_labels = k8s_objects()["Deployment", svc.name]["spec"]["template"]["metadata"]["labels"]
+        assert pod_labels["app.kubernetes.io/part-of"] == "baton"
+        assert [p["name"] for p in container_of(svc)["ports"]] == ["http"]
+    assert config["rule_files"] == yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())["rule_files"]
 
 
 # --- Dockerfiles ---------------------------------------------------------------
