@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from baton.bus import Record
 from baton.bus.embedded import EmbeddedLog
-from baton.consumer import Incoming, handlers
+from baton.consumer import EventConsumer, Incoming, handlers
 from baton.db import migrate
 from baton.events import LEADS_INGESTED, LEADS_SCORED, CloudEvent, LeadReceived
 from baton.outbox import add_event
@@ -234,6 +234,42 @@ async def test_a_consumer_groups_lag_events_and_batches_on_metrics_as_it_applies
     )
     assert value(caught_up, "baton_dlq_events_total", group=group, topic=LEADS_INGESTED) == 1
     assert value(caught_up, "baton_consumer_batch_seconds_count", group=group) >= 1
+
+
+async def test_events_are_counted_once_committed_not_per_attempt(
+    quiet_runtime: ServiceRuntime, unique_name: str, new_lead: Callable[..., LeadReceived]
+) -> None:
+    flaky, poisoned, fine = new_lead(), new_lead(), new_lead()
+    attempts: list[str] = []
+
+    async def on_lead_received(event: Incoming[LeadReceived], session: object) -> None:
+        attempts.append(event.data.lead_id)
+        if event.data.lead_id == flaky.lead_id and attempts.count(flaky.lead_id) == 1:
+            raise ConnectionError("the database went away for a moment")  # transient: the batch is tried again
+        if event.data.lead_id == poisoned.lead_id:
+            raise ValueError("this lead breaks the handler every time")
+
+    clean, mixed = f"{unique_name}-clean", f"{unique_name}-mixed"
+    for group, leads in ((clean, [flaky, fine]), (mixed, [fine, poisoned])):
+        consumer = EventConsumer(
+            group=group,
+            handlers=handlers(on_lead_received),
+            bus=quiet_runtime.bus,
+            sessions=quiet_runtime.sessions,
+            retry_pause_seconds=0,
+        )
+        await consumer.on_batch([_lead_record(lead) for lead in leads])
+    counted = exposed()
+
+    kind = LeadReceived.event_type
+    assert attempts.count(flaky.lead_id) == 2
+    assert value(counted, "baton_consumer_events_total", group=clean, type=kind, outcome="applied") == 2
+    # The mixed batch failed as a whole, then each event alone: only what committed counts.
+    assert value(counted, "baton_consumer_events_total", group=mixed, type=kind, outcome="applied") == 1
+    assert value(counted, "baton_consumer_events_total", group=mixed, type=kind, outcome="dead_lettered") == 1
+    assert value(counted, "baton_dlq_events_total", group=mixed, topic=LEADS_INGESTED) == 1
+    assert value(counted, "baton_consumer_batch_seconds_count", group=clean) == 1
+    assert value(counted, "baton_consumer_batch_seconds_count", group=mixed) == 1
 
 
 # outbox and readiness
