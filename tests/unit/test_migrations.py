@@ -136,11 +136,12 @@ async def test_migrations_build_the_models_schema_and_take_it_all_down_on_sqlite
     await check_migrations_round_trip(sqlite_engine, package)
 
 
-async def test_first_scoring_model_is_readable_by_todays_scoring_model(sqlite_engine: AsyncEngine) -> None:
-    from baton_scoring.domain import ScoringModel
+async def test_every_seeded_scoring_model_is_readable_by_todays_scoring_model(sqlite_engine: AsyncEngine) -> None:
+    from baton_scoring.model import DEFAULT_MODEL_V2, stored_model
 
     await migrate(sqlite_engine, "baton_scoring:migrations")
 
-    [(version, definition)] = await seeded_scoring_models(sqlite_engine)
-    assert version == 1
-    assert ScoringModel.model_validate(definition).mql_threshold == 40
+    seeded = dict(await seeded_scoring_models(sqlite_engine))
+    assert sorted(seeded) == [1, 2]
+    assert stored_model(seeded[1]) == DEFAULT_MODEL_V2
+    assert stored_model(seeded[2]) == DEFAULT_MODEL_V2

@@ -1,15 +1,19 @@
-"""scoring's event handlers: score what lead-ingest sends, publish lead.scored and lead.qualified."""
+"""scoring's event handlers: score what lead-ingest sends, publish lead.scored and lead.qualified, and learn
+from handoff what sales did with each MQL (recycled leads start a new cycle; outcomes feed calibration)."""
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
-from baton.consumer import Incoming, LeadSet, handlers
+from baton.consumer import Incoming, LeadSet, batch_lead_ids, handlers
 from baton.db import insert_for
 from baton.events import (
     Activity,
@@ -18,13 +22,26 @@ from baton.events import (
     LeadErased,
     LeadQualified,
     LeadReceived,
+    LeadRecycled,
     LeadScored,
+    LeadStatusChanged,
     LeadUpdated,
     RoutingAttributes,
+    ScoreLine,
 )
 from baton.outbox import OutboxEntry, add_event
-from baton_scoring.domain import EngagementEvent, LeadFacts, ScoringModel, qualification_reason, score_lead
-from baton_scoring.models import ErasedLead, LeadScore, ModelVersion, ScoreHistory
+from baton_scoring import observability
+from baton_scoring.engine import (
+    EngagementEvent,
+    QualificationReason,
+    ScoreResult,
+    account_domain,
+    account_engagement,
+    qualifies,
+    score,
+)
+from baton_scoring.model import GRADES, ScoringModel, stored_model
+from baton_scoring.models import ErasedLead, LeadScore, ModelVersion, MqlOutcome, ScoreHistory
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +50,12 @@ _ROUTING_FIELDS = tuple(RoutingAttributes.model_fields)
 _ANONYMOUS_ROUTING_FIELDS = frozenset({"country", "company_size", "industry", "source", "campaign"})
 ERASED = LeadSet(ErasedLead.lead_id)
 """The erased leads: none of their events is scored again."""
-
+REJECTED_WITHOUT_REASON = "unspecified"
+WITHHELD_REASON = "withheld"
+"""What calibration keeps of an erased lead's rejection reason, which sales may have written freely."""
 
 _MODEL_IN_FORCE_KEY = "baton_scoring_model_in_force"
+_ACCOUNTS_KEY = "baton_scoring_accounts"
 
 
 async def current_model(session: AsyncSession) -> tuple[int, ScoringModel]:
@@ -46,65 +66,242 @@ async def current_model(session: AsyncSession) -> tuple[int, ScoringModel]:
         return cached[1], cached[2]
     newest = await session.scalar(select(ModelVersion).order_by(ModelVersion.version.desc()).limit(1))
     if newest is None:
-        raise RuntimeError("no scoring model: migrations seed version 1")
-    model = ScoringModel.model_validate(newest.definition)
-    session.info[_MODEL_IN_FORCE_KEY] = (session.sync_session.get_transaction(), newest.version, model)
+        raise RuntimeError("no scoring model: migrations seed versions 1 and 2")
+    model = stored_model(newest.definition)
+    session.info[_MODEL_IN_FORCE_KEY] = (transaction, newest.version, model)
     return newest.version, model
 
 
-def _facts(attributes: dict[str, Any]) -> LeadFacts:
-    email = attributes.get("email") or ""
-    return LeadFacts(
-        title=attributes.get("title"),
-        company_size=attributes.get("company_size"),
-        industry=attributes.get("industry"),
-        country=attributes.get("country"),
-        email_domain=email.rpartition("@")[2].lower() or None,
-    )
+def engagement_events(rows: list[dict[str, Any]]) -> list[EngagementEvent]:
+    """A lead's stored activities as the engine reads them."""
+    return [EngagementEvent(row["type"], datetime.fromisoformat(row["occurred_at"])) for row in rows]
 
 
-def _activity_rows(activities: list[Activity], default_time: datetime) -> list[dict[str, Any]]:
-    return [{"type": a.type, "occurred_at": (a.occurred_at or default_time).isoformat()} for a in activities]
+@dataclass
+class _Person:
+    received_at: datetime
+    activities: list[EngagementEvent]
 
 
-async def rescore(session: AsyncSession, lead: LeadScore, *, now: datetime) -> None:
-    """Scores a lead under the current model, keeps the history and publishes the outcome."""
-    version, model = await current_model(session)
-    session.add(lead)
-    activities = [EngagementEvent(a["type"], datetime.fromisoformat(a["occurred_at"])) for a in lead.activities]
-    score = score_lead(model, _facts(lead.attributes), activities, now=now)
-    lead.score, lead.fit_grade, lead.engagement = score.score, score.fit_grade, score.engagement
-    lead.breakdown = [line.model_dump() for line in score.breakdown]
-    lead.model_version, lead.scored_at = version, now
-    session.add(
-        ScoreHistory(
-            lead_id=lead.lead_id, score=score.score, fit_grade=score.fit_grade, model_version=version, scored_at=now
+@dataclass
+class _Accounts:
+    """The people of the accounts the transaction has looked at, by account domain and lead id."""
+
+    transaction: object
+    loaded: set[str] = field(default_factory=set)
+    people: dict[str, dict[str, _Person]] = field(default_factory=dict)
+
+
+async def _accounts(session: AsyncSession, domain: str) -> dict[str, _Person]:
+    """The people of an account; the first call in a batch reads every account of the batch's leads at once."""
+    transaction = session.sync_session.get_transaction()
+    book: _Accounts | None = session.info.get(_ACCOUNTS_KEY)
+    if book is None or book.transaction is not transaction:
+        book = session.info[_ACCOUNTS_KEY] = _Accounts(transaction)
+        batch_domains = select(LeadScore.account_domain).where(
+            LeadScore.lead_id.in_(batch_lead_ids(session)), LeadScore.account_domain.is_not(None)
         )
+        wanted = or_(LeadScore.account_domain.in_(batch_domains), LeadScore.account_domain == domain)
+    elif domain not in book.loaded:
+        wanted = LeadScore.account_domain == domain
+    else:
+        return book.people.setdefault(domain, {})
+    rows = await session.execute(
+        select(LeadScore.lead_id, LeadScore.account_domain, LeadScore.received_at, LeadScore.activities).where(wanted)
+    )
+    for lead_id, lead_domain, received_at, activities in rows:
+        if lead_domain in book.loaded:
+            continue  # the rows of an account already read are known here, the transaction's changes included
+        book.people.setdefault(lead_domain, {})[lead_id] = _Person(received_at, engagement_events(activities))
+    book.loaded.add(domain)
+    book.loaded.update(key for key in book.people if key is not None)
+    return book.people.setdefault(domain, {})
+
+
+async def _account_engagement(
+    session: AsyncSession,
+    model: ScoringModel,
+    lead: LeadScore,
+    domain: str | None,
+    activities: list[EngagementEvent],
+    at: datetime,
+) -> float | None:
+    """The lead's account's engagement at ``at``: the people known by then, their activities by then, and the lead."""
+    if domain is None:
+        return None
+    people = await _accounts(session, domain)
+    for other in session.info[_ACCOUNTS_KEY].people.values():
+        if other is not people:
+            other.pop(lead.lead_id, None)  # the lead changed its e-mail domain
+    people[lead.lead_id] = _Person(lead.received_at or at, activities)
+    colleagues = [
+        [a for a in person.activities if a.occurred_at <= at]
+        for lead_id, person in people.items()
+        if lead_id != lead.lead_id and person.received_at <= at
+    ]
+    return account_engagement(model, [activities, *colleagues], at)
+
+
+def breakdown_rows(result: ScoreResult) -> list[dict[str, Any]]:
+    """A score's breakdown as stored and shown: every rule that fired, its exact points, and its value."""
+    return [
+        {"rule": line.rule, "kind": line.kind, "points": line.points, "value": line.value} for line in result.breakdown
+    ]
+
+
+def _meets_bar(model: ScoringModel, score_points: int, grade: str) -> bool:
+    ranks: dict[str, int] = {g: n for n, g in enumerate(GRADES)}
+    return score_points >= model.mql_threshold and ranks.get(grade, len(GRADES)) <= ranks[model.min_grade]
+
+
+def _qualification(
+    model: ScoringModel,
+    lead: LeadScore,
+    result: ScoreResult,
+    activities: list[EngagementEvent],
+    before: tuple[int, str] | None,
+) -> QualificationReason | None:
+    """Whether this scoring makes the lead an MQL in its current cycle, and why.
+
+    In a lead's first cycle that is the model's decision. A lead recycled by sales qualifies again only by
+    raising its hand after it came back, or by crossing the threshold from below: a score that stayed high
+    does not send it straight back to the sales team that just returned it.
+    """
+    if lead.status != "nurture":
+        return None
+    if lead.cycle <= 1 or lead.cycle_started_at is None:
+        return qualifies(model, result)
+    started = lead.cycle_started_at
+    raised_again = any(a.type in model.hand_raisers and a.occurred_at >= started for a in activities)
+    reason = qualifies(model, replace(result, hand_raised=raised_again))
+    if reason == "threshold" and before is not None and _meets_bar(model, *before):
+        return None
+    return reason
+
+
+async def apply_score(session: AsyncSession, lead: LeadScore, *, at: datetime, cause: str) -> bool:
+    """Scores a lead under the model in force as of ``at``; publishes lead.scored if the score changed and
+    lead.qualified if it became an MQL in its cycle. Returns whether the score or grade changed.
+
+    ``at`` is the time of the event being applied, never the clock, and never earlier than the time the
+    lead's score is already as of, so replaying the same events gives the same scores.
+    """
+    started = time.perf_counter()
+    version, model = await current_model(session)
+    if lead.scored_at is not None and lead.scored_at > at:
+        at = lead.scored_at
+    activities = engagement_events(lead.activities)
+    domain = account_domain(model, lead.attributes)
+    account = await _account_engagement(session, model, lead, domain, activities, at)
+    result = score(model, lead.attributes, activities, account_engagement=account, at=at)
+    is_new = lead.model_version is None
+    before = None if is_new else (lead.score, lead.fit_grade)
+    changed = before != (result.score, result.grade)
+    breakdown = breakdown_rows(result)
+    lead.account_domain = domain
+    lead.score, lead.fit_grade, lead.engagement = result.score, result.grade, result.engagement
+    lead.breakdown, lead.model_version, lead.scored_at = breakdown, version, at
+    if is_new:
+        session.add(lead)
+    if changed:
+        session.add(
+            ScoreHistory(
+                lead_id=lead.lead_id,
+                score=result.score,
+                fit_grade=result.grade,
+                engagement=result.engagement,
+                breakdown=breakdown,
+                model_version=version,
+                scored_at=at,
+                cause=cause,
+            )
+        )
+        add_event(
+            session,
+            LeadScored(
+                lead_id=lead.lead_id,
+                score=result.score,
+                fit_grade=result.grade,
+                engagement=result.engagement,
+                breakdown=[ScoreLine(rule=line.rule, points=round(line.points)) for line in result.breakdown],
+                model_version=version,
+            ),
+        )
+        observability.scored(session, model_version=version)
+    reason = _qualification(model, lead, result, activities, before)
+    if reason is not None:
+        await _qualify(session, lead, result, reason, version=version, at=at)
+    observability.SCORING_SECONDS.observe(time.perf_counter() - started)
+    return changed
+
+
+async def _qualify(
+    session: AsyncSession,
+    lead: LeadScore,
+    result: ScoreResult,
+    reason: QualificationReason,
+    *,
+    version: int,
+    at: datetime,
+) -> None:
+    """Makes the lead an MQL of its cycle, once: the database decides, so a redelivered or concurrent
+    crossing that finds the cycle already qualified publishes nothing."""
+    await session.flush()
+    claimed = await session.execute(
+        update(LeadScore)
+        .where(LeadScore.lead_id == lead.lead_id, LeadScore.cycle == lead.cycle, LeadScore.status == "nurture")
+        .values(status="mql", qualified_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        await session.refresh(lead, ["status", "qualified_at", "cycle"])
+        return
+    set_committed_value(lead, "status", "mql")
+    set_committed_value(lead, "qualified_at", at)
+    await session.execute(
+        insert_for(session)(MqlOutcome)
+        .values(
+            lead_id=lead.lead_id,
+            cycle=lead.cycle,
+            score=result.score,
+            fit_grade=result.grade,
+            reason=reason,
+            model_version=version,
+            qualified_at=at,
+            accepted=False,
+            sales_qualified=False,
+            won=False,
+            updated_at=at,
+        )
+        .on_conflict_do_nothing(index_elements=[MqlOutcome.lead_id, MqlOutcome.cycle])
     )
     add_event(
         session,
-        LeadScored(
+        LeadQualified(
             lead_id=lead.lead_id,
-            score=score.score,
-            fit_grade=score.fit_grade,
-            engagement=score.engagement,
-            breakdown=score.breakdown,
-            model_version=version,
+            score=result.score,
+            fit_grade=result.grade,
+            reason=reason,
+            lead=RoutingAttributes(**{k: lead.attributes.get(k) for k in _ROUTING_FIELDS}),
         ),
     )
-    reason = qualification_reason(model, score)
-    if reason is not None and lead.status != "mql":
-        lead.status, lead.qualified_at = "mql", now
-        add_event(
-            session,
-            LeadQualified(
-                lead_id=lead.lead_id,
-                score=score.score,
-                fit_grade=score.fit_grade,
-                reason=reason,
-                lead=RoutingAttributes(**{k: lead.attributes.get(k) for k in _ROUTING_FIELDS}),
-            ),
-        )
+    observability.qualified(session, model_version=version, reason=reason)
+
+
+def _activity_rows(activities: list[Activity], default_time: datetime, event_id: str) -> list[dict[str, Any]]:
+    return [
+        {"type": a.type, "occurred_at": (a.occurred_at or default_time).isoformat(), "event_id": f"{event_id}:{i}"}
+        for i, a in enumerate(activities)
+    ]
+
+
+def _with_activities(lead: LeadScore, rows: list[dict[str, Any]]) -> bool:
+    """Adds activities the lead does not have yet (by the event that carried them); tells whether any was new."""
+    known = {row.get("event_id") for row in lead.activities}
+    fresh = [row for row in rows if row["event_id"] not in known]
+    if fresh:
+        lead.activities = [*lead.activities, *fresh]
+    return bool(fresh)
 
 
 def _ignored_as_erased(event: Incoming[Any]) -> None:
@@ -114,23 +311,29 @@ def _ignored_as_erased(event: Incoming[Any]) -> None:
 
 
 async def on_lead_received(event: Incoming[LeadReceived], session: AsyncSession) -> None:
-    """Scores a new lead."""
+    """Scores a new lead as of the time it was received."""
     data = event.data
     if await ERASED.holds(session, data.lead_id):
         _ignored_as_erased(event)  # a replay from the dead-letter queue, say: the person stays forgotten
         return
-    attributes = data.model_dump(mode="json", include={"email", *_ROUTING_FIELDS})
+    if await session.get(LeadScore, data.lead_id) is not None:
+        logger.info("lead received again; already scored", extra={"lead_id": data.lead_id})
+        return
     lead = LeadScore(
         lead_id=data.lead_id,
-        attributes=attributes,
-        activities=_activity_rows(data.activities, data.received_at),
+        attributes=data.model_dump(mode="json", include={"email", *_ROUTING_FIELDS}),
+        activities=_activity_rows(data.activities, data.received_at, event.id),
+        source=data.source,
+        campaign=data.campaign,
+        received_at=data.received_at,
         status="nurture",
+        cycle=1,
     )
-    await rescore(session, lead, now=event.now)
+    await apply_score(session, lead, at=data.received_at, cause="received")
 
 
 async def on_lead_updated(event: Incoming[LeadUpdated], session: AsyncSession) -> None:
-    """Rescores a lead a duplicate post changed."""
+    """Rescores a lead a duplicate post changed, as of the update."""
     data = event.data
     lead = await session.get(LeadScore, data.lead_id)
     if lead is None:
@@ -139,12 +342,13 @@ async def on_lead_updated(event: Incoming[LeadUpdated], session: AsyncSession) -
             return
         raise LookupError(f"lead {data.lead_id} was updated before it was received")
     lead.attributes = {**lead.attributes, **{k: v for k, v in data.changed.items() if k in _ROUTING_FIELDS}}
-    lead.activities = [*lead.activities, *_activity_rows(data.activities, data.updated_at)]
-    await rescore(session, lead, now=event.now)
+    lead.source, lead.campaign = lead.attributes.get("source"), lead.attributes.get("campaign")
+    _with_activities(lead, _activity_rows(data.activities, data.updated_at, event.id))
+    await apply_score(session, lead, at=data.updated_at, cause="updated")
 
 
 async def on_lead_activity(event: Incoming[LeadActivity], session: AsyncSession) -> None:
-    """Rescores a lead that engaged again."""
+    """Rescores a lead that engaged again, as of the activity; the same activity delivered twice counts once."""
     data = event.data
     lead = await session.get(LeadScore, data.lead_id)
     if lead is None:
@@ -152,8 +356,49 @@ async def on_lead_activity(event: Incoming[LeadActivity], session: AsyncSession)
             _ignored_as_erased(event)
             return
         raise LookupError(f"activity for lead {data.lead_id} arrived before the lead")
-    lead.activities = [*lead.activities, {"type": data.activity_type, "occurred_at": data.occurred_at.isoformat()}]
-    await rescore(session, lead, now=event.now)
+    row = {"type": data.activity_type, "occurred_at": data.occurred_at.isoformat(), "event_id": event.id}
+    if not _with_activities(lead, [row]):
+        return
+    await apply_score(session, lead, at=data.occurred_at, cause="activity")
+
+
+async def on_lead_recycled(event: Incoming[LeadRecycled], session: AsyncSession) -> None:
+    """Sends a lead sales gave back to nurture, in a new cycle in which it can qualify again."""
+    lead_id = event.data.lead_id
+    recycled = await session.execute(
+        update(LeadScore)
+        .where(LeadScore.lead_id == lead_id, LeadScore.status == "mql")
+        .values(status="nurture", cycle=LeadScore.cycle + 1, cycle_started_at=event.time, qualified_at=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    if getattr(recycled, "rowcount", 0) != 1:
+        logger.info("recycled lead not an MQL here; nothing to do", extra={"lead_id": lead_id})
+
+
+async def on_lead_status_changed(event: Incoming[LeadStatusChanged], session: AsyncSession) -> None:
+    """Records what sales did with the lead's latest MQL, for calibration."""
+    data = event.data
+    outcome = await session.scalar(
+        select(MqlOutcome).where(MqlOutcome.lead_id == data.lead_id).order_by(MqlOutcome.cycle.desc()).limit(1)
+    )
+    if outcome is None:
+        return  # an MQL from before calibration was kept, or an erased lead's
+    match data.status:
+        case "accepted" | "contacted":
+            outcome.accepted, outcome.rejected_reason = True, None
+        case "qualified":
+            outcome.accepted, outcome.rejected_reason, outcome.sales_qualified = True, None, True
+        case "won":
+            outcome.accepted, outcome.rejected_reason, outcome.sales_qualified, outcome.won = True, None, True, True
+        case "rejected":
+            if not outcome.sales_qualified:
+                outcome.accepted = False
+                outcome.rejected_reason = (data.reason or REJECTED_WITHOUT_REASON).strip()[:100] or (
+                    REJECTED_WITHOUT_REASON
+                )
+        case "lost":
+            return
+    outcome.updated_at = data.occurred_at
 
 
 async def on_lead_erased(event: Incoming[LeadErased], session: AsyncSession) -> None:
@@ -165,6 +410,11 @@ async def on_lead_erased(event: Incoming[LeadErased], session: AsyncSession) -> 
         insert_for(session)(ErasedLead)
         .values(lead_id=lead_id, erased_at=event.now)
         .on_conflict_do_nothing(index_elements=[ErasedLead.lead_id])
+    )
+    await session.execute(
+        update(MqlOutcome)
+        .where(MqlOutcome.lead_id == lead_id, MqlOutcome.rejected_reason.is_not(None))
+        .values(rejected_reason=WITHHELD_REASON)
     )
     ERASED.add(session, lead_id)
     await _anonymise_waiting_qualifications(session, lead_id)
@@ -188,4 +438,6 @@ async def _anonymise_waiting_qualifications(session: AsyncSession, lead_id: str)
         )
 
 
-HANDLERS = handlers(on_lead_received, on_lead_updated, on_lead_activity, on_lead_erased)
+HANDLERS = handlers(
+    on_lead_received, on_lead_updated, on_lead_activity, on_lead_erased, on_lead_recycled, on_lead_status_changed
+)
