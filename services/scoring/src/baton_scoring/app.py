@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from baton.events import Clock, utcnow
 from baton.runtime import ServiceSpec
 from baton.web import create_service_app
-from baton_scoring.api import scores
+from baton_scoring.api import model, scores
 from baton_scoring.consumers import HANDLERS
 from baton_scoring.settings import ScoringSettings
 
@@ -18,12 +19,13 @@ SPEC = ServiceSpec(
 )
 
 
-def create_app(settings: ScoringSettings | None = None) -> FastAPI:
-    """Builds the scoring app."""
+def create_app(settings: ScoringSettings | None = None, *, clock: Clock = utcnow) -> FastAPI:
+    """Builds the scoring app; ``clock`` tells requests the time (scores follow the events' own times)."""
     settings = settings or ScoringSettings()
     return create_service_app(
         SPEC,
         settings,
-        [scores.router],
+        [model.router, scores.router],
         description="Scores leads with a versioned model and decides which become MQLs.",
+        clock=clock,
     )

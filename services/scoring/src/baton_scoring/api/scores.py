@@ -1,4 +1,4 @@
-"""The scoring model and lead scores."""
+"""A lead's score, its breakdown and its history."""
 
 from __future__ import annotations
 
@@ -6,28 +6,16 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from baton.errors import NotFound
-from baton.web import AdminDep, LeadsReaderDep, SessionDep
-from baton_scoring.domain import ScoringModel
-from baton_scoring.models import LeadScore, ModelVersion, ScoreHistory
-from baton_scoring.schemas import LeadScoreOut, ModelOut, ScorePoint
+from baton.web import LeadsReaderDep, SessionDep
+from baton_scoring.models import LeadScore, ScoreHistory
+from baton_scoring.schemas import BreakdownLineOut, LeadScoreOut, ScorePoint
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
-
-
-@router.get("/model")
-async def get_model(session: SessionDep, _: AdminDep) -> ModelOut:
-    """The scoring model in force."""
-    newest = await session.scalar(select(ModelVersion).order_by(ModelVersion.version.desc()).limit(1))
-    if newest is None:
-        raise NotFound("no scoring model yet")
-    return ModelOut(
-        version=newest.version, created_at=newest.created_at, model=ScoringModel.model_validate(newest.definition)
-    )
+router = APIRouter(prefix="/v1", tags=["scores"])
 
 
 @router.get("/leads/{lead_id}/score")
 async def get_lead_score(lead_id: str, session: SessionDep, _: LeadsReaderDep) -> LeadScoreOut:
-    """A lead's current score, the breakdown that explains it, and its history."""
+    """A lead's current score, the breakdown that explains it, and every score it had before."""
     lead = await session.get(LeadScore, lead_id)
     if lead is None:
         raise NotFound(f"no score for lead {lead_id}")
@@ -40,12 +28,21 @@ async def get_lead_score(lead_id: str, session: SessionDep, _: LeadsReaderDep) -
         fit_grade=lead.fit_grade,
         engagement=lead.engagement,
         status=lead.status,
+        cycle=lead.cycle,
         model_version=lead.model_version,
-        breakdown=lead.breakdown,
+        breakdown=[BreakdownLineOut.model_validate(line) for line in lead.breakdown],
         scored_at=lead.scored_at,
         qualified_at=lead.qualified_at,
         history=[
-            ScorePoint(score=h.score, fit_grade=h.fit_grade, model_version=h.model_version, scored_at=h.scored_at)
+            ScorePoint(
+                score=h.score,
+                fit_grade=h.fit_grade,
+                engagement=h.engagement,
+                model_version=h.model_version,
+                scored_at=h.scored_at,
+                cause=h.cause,
+                breakdown=None if h.breakdown is None else [BreakdownLineOut.model_validate(x) for x in h.breakdown],
+            )
             for h in history
         ],
     )
