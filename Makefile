@@ -44,6 +44,7 @@ infra-stop:
 	-deploy/local/postgres.sh stop
 
 test: lint infra
+	command -v chromium >/dev/null || apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 	$(INFRA_ENV) $(BIN)/pytest
 
 test-unit: install

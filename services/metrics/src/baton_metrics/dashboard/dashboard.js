@@ -242,7 +242,8 @@ function renderBoard(board) {
     `${board.at_risk.length} at risk · ${board.breached.length} breached`,
     board.breached.length ? "bad" : board.at_risk.length ? "warn" : "good",
   );
-  $("#sla-summary").textContent = `${number.format(board.open_assignments)} open assignments, ${board.at_risk.length} at risk, ${board.breached.length} breached.`;
+  const open = board.open_assignments;
+  $("#sla-summary").textContent = `${number.format(open)} open ${open === 1 ? "assignment" : "assignments"}: ${board.at_risk.length} at risk, ${board.breached.length} breached.`;
   const body = $("#sla-rows tbody");
   body.replaceChildren(
     ...rows.map((row) =>
@@ -361,8 +362,10 @@ function chart(target, days, value, { kind, format, ceiling, goal }) {
     node.textContent = text;
     return node;
   };
-  nodes.push(label(format(max), { x: left - 4, y: top + 8, "text-anchor": "end" }));
-  nodes.push(label(format(0), { x: left - 4, y: top + plotHeight, "text-anchor": "end" }));
+  if (known.length) {
+    nodes.push(label(format(max), { x: left - 4, y: top + 8, "text-anchor": "end" }));
+    nodes.push(label(format(0), { x: left - 4, y: top + plotHeight, "text-anchor": "end" }));
+  }
   if (days.length) {
     nodes.push(label(days[0].day.slice(5), { x: left, y: height - 4, "text-anchor": "start" }));
     nodes.push(label(days[days.length - 1].day.slice(5), { x: width - 6, y: height - 4, "text-anchor": "end" }));
