@@ -187,3 +187,79 @@ def _status(lead_id: str, status: str, reason: str | None = None) -> LeadStatusC
             "occurred_at": NOW,
         }
     )
+
+
+async def test_simulate_counts_what_a_proposal_would_change_per_source_and_campaign_and_touches_nothing(
+    scoring: Scoring,
+) -> None:
+    await scoring.apply(
+        received("s1"),  # 20 points: an MQL only if the bar drops to 20
+        received("s2", title="CEO", company_size=5_000, source="ads", campaign=None),  # 45: an MQL either way
+        received("s3", title="Engineer", days_ago=60),  # outside a 30-day window
+    )
+    before = (await scoring.client.get("/v1/leads/s1/score", headers=scoring.admin)).json()
+
+    response = await scoring.client.post(
+        "/v1/model:simulate", json={"model": proposal(mql_threshold=20), "days": 30}, headers=scoring.admin
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["current_version"] == 2
+    assert body["total"]["counts"] == {
+        "leads": 2,
+        "grade_changed": 0,
+        "grade_up": 0,
+        "grade_down": 0,
+        "mql_before": 1,
+        "mql_after": 2,
+        "newly_mql": 1,
+        "no_longer_mql": 0,
+    }
+    assert [(g["source"], g["campaign"], g["counts"]["newly_mql"]) for g in body["groups"]] == [
+        ("ads", None, 0),
+        ("webinar", "spring", 1),
+    ]
+    assert (await scoring.client.get("/v1/leads/s1/score", headers=scoring.admin)).json() == before
+    versions = await scoring.client.get("/v1/model/versions", headers=scoring.admin)
+    assert [v["version"] for v in versions.json()] == [2, 1]
+    bad = await scoring.client.post("/v1/model:simulate", json={"model": {"fit_rules": []}}, headers=scoring.admin)
+    assert_problem(bad, 422)
+
+
+async def test_calibration_counts_sales_outcomes_per_band_and_grade_and_suggests_a_threshold(
+    scoring: Scoring,
+) -> None:
+    # Executives at large companies (45, A) are accepted; managers who crossed by engagement (40, C) are not.
+    executives = [received(f"x{n}", title="CEO", company_size=5_000) for n in range(3)]
+    managers = [received(f"m{n}") for n in range(3)]
+    crossings = [
+        LeadActivity(lead_id=m.lead_id, activity_type="webinar_attended", occurred_at=NOW - timedelta(hours=h))
+        for m in managers
+        for h in (2, 1)
+    ]
+    await scoring.apply(*executives, *managers, *crossings)
+    await scoring.apply(
+        *(_status(x.lead_id, "accepted") for x in executives),
+        _status("x0", "won"),
+        *(_status(m.lead_id, "rejected", "no budget") for m in managers[:2]),
+    )
+
+    response = await scoring.client.get(
+        "/v1/calibration", params={"target_accept_rate": 0.9, "min_decisions": 3}, headers=scoring.admin
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    rows = {(r["band_low"], r["grade"]): r for r in body["rows"]}
+    assert set(rows) == {(40, "A"), (40, "C")}
+    assert (rows[40, "A"]["accepted"], rows[40, "A"]["won"], rows[40, "A"]["qualified"]) == (3, 1, 1)
+    assert (rows[40, "C"]["rejected"], rows[40, "C"]["pending"], rows[40, "C"]["rejected_by_reason"]) == (
+        2,
+        1,
+        {"no budget": 2},
+    )
+    assert (body["suggestion"]["threshold"], body["suggestion"]["decisions"]) == (45, 3)
+    default_target = await scoring.client.get("/v1/calibration", headers=scoring.admin)
+    assert default_target.json()["suggestion"]["why"] == "too_few_decisions"
+    assert default_target.json()["suggestion"]["target_accept_rate"] == 0.7

@@ -20,6 +20,7 @@ from baton.events import (
     CloudEvent,
     EventData,
     LeadActivity,
+    LeadErased,
     LeadQualified,
     LeadReceived,
     LeadRecycled,
@@ -287,3 +288,17 @@ async def test_sales_outcomes_of_each_cycle_are_kept_for_calibration(
         "l1": (45, "A", "threshold", True, None, True, True),
         "l2": (40, "A", "threshold", False, "wrong region", False, False),
     }
+
+
+async def test_an_erased_leads_outcome_keeps_its_numbers_but_not_the_reason_sales_wrote(
+    scoring: EventConsumer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await scoring.on_batch(records(received("l1", title="CEO", company_size=5_000)))
+    await scoring.on_batch(records(status_changed("l1", "rejected", "Pat said call after her surgery")))
+
+    await scoring.on_batch(records(LeadErased(lead_id="l1")))
+
+    async with sessions() as session:
+        outcome = await session.scalar(select(MqlOutcome))
+    assert outcome is not None
+    assert (outcome.score, outcome.accepted, outcome.rejected_reason) == (45, False, "withheld")

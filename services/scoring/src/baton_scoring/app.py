@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from baton.events import Clock, utcnow
 from baton.runtime import ServiceSpec
 from baton.web import create_service_app
-from baton_scoring.api import model, scores
+from baton_scoring.api import model, scores, whatif
 from baton_scoring.consumers import HANDLERS
 from baton_scoring.settings import ScoringSettings
 
@@ -25,7 +25,7 @@ def create_app(settings: ScoringSettings | None = None, *, clock: Clock = utcnow
     return create_service_app(
         SPEC,
         settings,
-        [model.router, scores.router],
+        [model.router, whatif.router, scores.router],
         description="Scores leads with a versioned model and decides which become MQLs.",
         clock=clock,
     )

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from baton.errors import Conflict, NotFound, Unprocessable
 from baton.web import AdminDep, NowDep, SessionDep
@@ -53,10 +54,8 @@ async def put_model(definition: ModelBody, session: SessionDep, now: NowDep, _: 
         session.add(row)
         try:
             await session.flush()
-        except Exception as exc:
-            if "unique" in str(exc).lower() or "duplicate" in str(exc).lower():
-                raise Conflict("another model was put at the same moment; read it and try again") from None
-            raise
+        except IntegrityError:
+            raise Conflict("another model was put at the same moment; read it and try again") from None
     # The audit line names the version and its shape, never who sent it nor anything about a lead.
     logger.info(
         "scoring model version put in force",
