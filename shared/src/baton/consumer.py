@@ -167,8 +167,8 @@ class EventConsumer:
             if replay_for is not None and replay_for != self.group:
                 continue
             named_type = record.header(TYPE_HEADER)
-            if named_type is not None and named_type not in self.handlers:
-                continue  # not this group's event: its body is never read
+            if named_type in EVENT_MODELS and named_type not in self.handlers:
+                continue  # another group's event: its body is never read (an unknown type is decoded, to the DLQ)
             try:
                 event = decode_record(record)
                 handler = self.handlers.get(event.type)
