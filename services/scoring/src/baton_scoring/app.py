@@ -7,8 +7,9 @@ from fastapi import FastAPI
 from baton.events import Clock, utcnow
 from baton.runtime import ServiceSpec
 from baton.web import create_service_app
-from baton_scoring.api import model, scores, whatif
+from baton_scoring.api import model, rescore, scores, whatif
 from baton_scoring.consumers import HANDLERS
+from baton_scoring.rescore import rescore_worker
 from baton_scoring.settings import ScoringSettings
 
 SPEC = ServiceSpec(
@@ -16,6 +17,7 @@ SPEC = ServiceSpec(
     database="baton_scoring",
     migrations="baton_scoring:migrations",
     consumers={"scoring": HANDLERS},
+    workers=[rescore_worker],
 )
 
 
@@ -25,7 +27,7 @@ def create_app(settings: ScoringSettings | None = None, *, clock: Clock = utcnow
     return create_service_app(
         SPEC,
         settings,
-        [model.router, whatif.router, scores.router],
+        [model.router, whatif.router, rescore.router, scores.router],
         description="Scores leads with a versioned model and decides which become MQLs.",
         clock=clock,
     )
