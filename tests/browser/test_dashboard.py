@@ -3,6 +3,8 @@ KPI API says and follows a new lead from the stream without a reload."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -40,6 +42,51 @@ async def browser() -> AsyncIterator[Browser]:
             yield chromium
         finally:
             await chromium.close()
+
+
+class CuttableLink:
+    """A TCP proxy between the browser and metrics that can go down, as a network does: cutting every
+    connection it carries and refusing new ones until it is up again."""
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.removeprefix("http://").partition(":")
+        self.target = (host, int(port))
+        self.down = False
+        self._open: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._carry, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *_: object) -> None:
+        self.cut()
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    def cut(self) -> None:
+        """Drops every open connection."""
+        for writer in list(self._open):
+            writer.transport.abort()
+        self._open.clear()
+
+    async def _carry(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.transport.abort()
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        self._open |= {writer, upstream_writer}
+
+        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.transport.abort()
+            self._open.discard(sink)
+
+        await asyncio.gather(copy(reader, upstream_writer), copy(upstream_reader, writer))
 
 
 def watch_console(page: Page) -> list[str]:
@@ -144,3 +191,37 @@ async def test_dashboard_shows_the_kpis_and_follows_a_new_lead_without_a_reload(
         await expect(page.locator("#reps tbody tr td").nth(2)).to_have_text("1")
         await expect(page.locator("#tile-open .value")).to_have_text("0")
     assert problems == []
+
+
+async def test_dashboard_shows_reconnecting_while_the_stream_is_down_and_catches_up_after(
+    system: RunningSystem, browser: Browser
+) -> None:
+    link = CuttableLink(system.urls["metrics"])
+    async with link as metrics, httpx.AsyncClient(timeout=30) as client:
+        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        problems = watch_console(page)
+        await page.goto(f"{metrics}/dashboard")
+        await page.locator("#token").fill(system.token("metrics:read")["Authorization"].removeprefix("Bearer "))
+        await page.get_by_role("button", name="Open the dashboard").click()
+        await expect(page.locator("#connection")).to_have_text("live", timeout=UPDATE_SECONDS * 1000)
+        await expect(page.locator("#tile-received .value")).to_have_text("0")
+        assert problems == []
+        await page.evaluate("window.beforeTheDrop = true")
+
+        link.down = True
+        link.cut()
+        await expect(page.locator("#connection")).to_have_text("reconnecting…", timeout=UPDATE_SECONDS * 1000)
+        lead = await client.post(
+            f"{system.urls['lead-ingest']}/v1/leads",
+            json={"email": "katherine@johnson.example"},
+            headers=system.token("leads:write"),
+        )
+        assert lead.status_code == 202, lead.text
+        await expect(page.locator("#tile-received .value")).to_have_text("0")
+
+        link.down = False
+        await expect(page.locator("#connection")).to_have_text("live", timeout=UPDATE_SECONDS * 1000)
+        await expect(page.locator("#tile-received .value")).to_have_text("1", timeout=UPDATE_SECONDS * 1000)
+        assert await page.evaluate("window.beforeTheDrop === true"), "the page reloaded"
+    # The browser reports the stream it lost, and nothing else.
+    assert all(problem.startswith("error: Failed to load resource: net::ERR_") for problem in problems)

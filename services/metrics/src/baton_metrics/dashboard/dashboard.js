@@ -115,18 +115,21 @@ async function loadDerived() {
   renderPipeline(pipeline);
 }
 
-function refreshDerivedSoon() {
+function refreshDerivedSoon(delayMs = 300) {
   clearTimeout(state.refreshTimer);
-  state.refreshTimer = setTimeout(() => loadDerived().catch(reportFailure), 300);
+  state.refreshTimer = setTimeout(
+    () =>
+      loadDerived().catch((error) => {
+        reportFailure(error);
+        if (!(error instanceof Unauthorized)) refreshDerivedSoon(5000);
+      }),
+    delayMs,
+  );
 }
 
 function reportFailure(error) {
-  if (error instanceof Unauthorized) {
-    signOut(error.message);
-    return;
-  }
-  setConnection("reconnecting", "reconnecting…");
-  console.warn("dashboard:", error.message);
+  if (error instanceof Unauthorized) signOut(error.message);
+  else console.warn("dashboard:", error.message);
 }
 
 // The stream
@@ -152,10 +155,14 @@ function openStream() {
     setConnection("live", "live");
   });
   source.addEventListener("kpis", (event) => {
+    setConnection("live", "live");
     renderKpis(JSON.parse(event.data));
     refreshDerivedSoon();
   });
-  source.addEventListener("sla", (event) => renderBoard(JSON.parse(event.data)));
+  source.addEventListener("sla", (event) => {
+    setConnection("live", "live");
+    renderBoard(JSON.parse(event.data));
+  });
   source.addEventListener("error", () => {
     setConnection("reconnecting", "reconnecting…");
     if (source.readyState === EventSource.CLOSED) {
@@ -168,6 +175,7 @@ function openStream() {
 }
 
 async function reconnect() {
+  setConnection("reconnecting", "reconnecting…");
   try {
     await loadEverything();
     openStream();
