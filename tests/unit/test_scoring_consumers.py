@@ -302,3 +302,16 @@ async def test_an_erased_leads_outcome_keeps_its_numbers_but_not_the_reason_sale
         outcome = await session.scalar(select(MqlOutcome))
     assert outcome is not None
     assert (outcome.score, outcome.accepted, outcome.rejected_reason) == (45, False, "withheld")
+
+
+async def test_a_hand_raised_after_the_return_but_applied_before_the_recycle_still_qualifies_the_lead_again(
+    scoring: EventConsumer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await scoring.on_batch(records(received("l1", title="CEO", company_size=5_000)))
+
+    # leads.ingested and leads.handoff are separate topics: the demo request may be applied first.
+    await scoring.on_batch(records(activity("l1", "demo_request", days=3)))
+    await scoring.on_batch(records(recycled("l1", days=2)))
+
+    assert [q.reason for q in qualifications(await published(sessions, "l1"))] == ["threshold", "hand-raiser"]
+    assert ((await lead(sessions, "l1")).status, (await lead(sessions, "l1")).cycle) == ("mql", 2)

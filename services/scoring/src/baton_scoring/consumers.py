@@ -363,7 +363,8 @@ async def on_lead_activity(event: Incoming[LeadActivity], session: AsyncSession)
 
 
 async def on_lead_recycled(event: Incoming[LeadRecycled], session: AsyncSession) -> None:
-    """Sends a lead sales gave back to nurture, in a new cycle in which it can qualify again."""
+    """Sends a lead sales gave back to nurture, in a new cycle in which it can qualify again, and scores it
+    as of its return: a hand raised since then (its activity may have come first, on the other topic) counts."""
     lead_id = event.data.lead_id
     recycled = await session.execute(
         update(LeadScore)
@@ -373,6 +374,10 @@ async def on_lead_recycled(event: Incoming[LeadRecycled], session: AsyncSession)
     )
     if getattr(recycled, "rowcount", 0) != 1:
         logger.info("recycled lead not an MQL here; nothing to do", extra={"lead_id": lead_id})
+        return
+    lead = await session.get(LeadScore, lead_id)
+    assert lead is not None
+    await apply_score(session, lead, at=event.time, cause="recycled")
 
 
 async def on_lead_status_changed(event: Incoming[LeadStatusChanged], session: AsyncSession) -> None:
