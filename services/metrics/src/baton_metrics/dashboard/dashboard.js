@@ -207,7 +207,9 @@ function setTile(id, value, note, status) {
 function renderKpis(report) {
   const totals = report.totals;
   const targets = report.targets;
+  const slaGoalChanged = chartGoals.sla !== targets.sla_compliance_target;
   chartGoals = { sla: targets.sla_compliance_target, speed: targets.speed_to_lead_minutes_target };
+  if (slaGoalChanged && state.board) renderBoard(state.board);
   const attainment = targets.mqls_attainment;
   setTile(
     "mql",
@@ -221,9 +223,7 @@ function renderKpis(report) {
     "sla",
     percent(compliance),
     complianceTarget === null ? "no target set" : `target ${percent(complianceTarget)}`,
-    compliance === null || complianceTarget === null
-      ? null
-      : compliance >= complianceTarget ? "good" : compliance >= complianceTarget - 0.05 ? "warn" : "bad",
+    complianceStatus(compliance),
   );
   const speed = report.speed_to_lead.p50_minutes;
   const speedTarget = targets.speed_to_lead_minutes_target;
@@ -236,7 +236,7 @@ function renderKpis(report) {
   setTile("received", number.format(totals.received), `${number.format(totals.recycled)} recycled`, null);
   setTile("assigned", number.format(totals.assigned), `${number.format(totals.reassigned)} reassigned · ${number.format(totals.escalated)} escalated`, null);
   setTile("accepted", number.format(totals.accepted), `${percent(report.rates.mql_to_sal)} of MQLs · ${number.format(totals.rejected)} rejected`, null);
-  setTile("won", number.format(totals.won), `${money(totals.won_amount)} won · ${number.format(totals.lost)} lost`, null);
+  setTile("won", number.format(totals.won), `worth ${money(totals.won_amount)} · ${number.format(totals.lost)} lost`, null);
   $("#updated").textContent = `Figures for ${report.from === report.to ? report.from : `${report.from} to ${report.to}`} (UTC days). Updated ${new Date().toLocaleTimeString()}.`;
 }
 
@@ -286,8 +286,15 @@ function renderBoard(board) {
   $("#reps-empty").hidden = board.reps.length !== 0;
 }
 
+// Against the SLA compliance target: met, within 5 points of it, or below.
+function complianceStatus(share) {
+  const goal = chartGoals.sla;
+  if (share === null || goal === null) return null;
+  return share >= goal ? "good" : share >= goal - 0.05 ? "warn" : "bad";
+}
+
 function meter(share) {
-  const fill = el("div", { class: `fill ${share === null ? "" : share >= 0.9 ? "good" : share >= 0.75 ? "warn" : "bad"}` });
+  const fill = el("div", { class: `fill ${complianceStatus(share) || ""}` });
   fill.style.width = `${share === null ? 0 : Math.round(share * 100)}%`;
   return el("div", { class: "meter" }, el("div", { class: "track" }, fill), el("span", { class: "pct" }, percent(share)));
 }
