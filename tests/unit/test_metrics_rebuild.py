@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -28,7 +28,7 @@ from baton.outbox import InboxEntry, decode_record
 from baton_metrics.app import SPEC, create_app
 from baton_metrics.consumers import HANDLERS
 from baton_metrics.models import DurationBucket, JourneyStep, KpiCounter
-from baton_metrics.rebuild import GROUP, READ_MODEL, rebuild_read_model
+from baton_metrics.rebuild import GROUP, READ_MODEL, RebuildReport, rebuild_read_model
 from baton_metrics.settings import MetricsSettings
 from tests.unit.test_metrics_read_model import (
     ADS,
@@ -230,20 +230,45 @@ async def test_rebuild_restores_a_read_model_damaged_by_hand(live: LiveMetrics, 
         await control.dispose()
 
 
-class PublishingWhileRead(EmbeddedLog):
-    """The same log, with events published at chosen moments of the rebuild's reads (as producers would)."""
+class ArrivalsDuringReads:
+    """A log whose every read of leads.ingested is followed, before it returns, by events arriving (as producers
+    would publish them): the rebuild's first read misses them, and what arrives at the second only live sees."""
 
-    def __init__(self, path: Path, on_read: Callable[[int], Awaitable[None]]) -> None:
-        super().__init__(path)
-        self.on_read = on_read
+    def __init__(self, bus: Bus, arrive: Callable[[int], Awaitable[None]]) -> None:
+        self.bus = bus
+        self.arrive = arrive
         self.reads = 0
 
     async def read(self, topic: str) -> list[Record]:
-        records = await super().read(topic)
+        records = await self.bus.read(topic)
         if topic == LEADS_INGESTED:
             self.reads += 1
-            await self.on_read(self.reads)
+            await self.arrive(self.reads)
         return records
+
+
+async def rebuild_while_events_arrive(
+    live: LiveMetrics, log: Bus, first_arrivals: Sequence[Record], second_arrivals: Sequence[Record]
+) -> RebuildReport:
+    """Rebuilds while ``first_arrivals`` reach the log (and live applies them) after the first read of
+    leads.ingested, and ``second_arrivals`` after the second, under the lock."""
+
+    async def arrive(read: int) -> None:
+        if read == 1:
+            await live.publish(first_arrivals)
+            await live.applied_everything()
+        elif read == 2:
+            await live.publish(second_arrivals)
+
+    # The rebuild reads only; everything else of the log is the real one's.
+    return await rebuild_read_model(live.settings, bus=cast(Bus, ArrivalsDuringReads(log, arrive)))
+
+
+def caught_up_under_the_lock(first_arrivals: Sequence[Record], second_arrivals: Sequence[Record]) -> int:
+    """The first read of leads.ingested missed the first arrivals; the locked reads of the later topics saw the
+    second arrivals' scoring and handoff events, which live applies (and skips) only after the swap."""
+    first, second = per_topic(first_arrivals), per_topic(second_arrivals)
+    return first[LEADS_INGESTED] + second[LEADS_SCORED] + second[LEADS_HANDOFF]
 
 
 async def test_events_arriving_during_the_rebuild_are_counted_once_whether_live_applied_them_first_or_not(
@@ -256,25 +281,10 @@ async def test_events_arriving_during_the_rebuild_are_counted_once_whether_live_
     first_arrivals = many_leads(100, 10) + live.published[:5]
     second_arrivals = many_leads(200, 10)
 
-    async def arrive(read: int) -> None:
-        if read == 1:
-            await live.publish(first_arrivals)
-            await live.applied_everything()
-        elif read == 2:
-            await live.publish(second_arrivals)
-
-    bus = PublishingWhileRead(live.settings.data_dir / "bus.db", arrive)
-    await bus.start()
-    try:
-        report = await rebuild_read_model(live.settings, bus=bus)
-    finally:
-        await bus.stop()
+    report = await rebuild_while_events_arrive(live, live.bus, first_arrivals, second_arrivals)
     await live.applied_everything()
 
-    # The first read of leads.ingested missed the first arrivals; the locked reads of the later topics saw the
-    # second arrivals' scoring and handoff events, which live applies (and skips) only after the swap.
-    first, second = per_topic(first_arrivals), per_topic(second_arrivals)
-    assert report.caught_up == first[LEADS_INGESTED] + second[LEADS_SCORED] + second[LEADS_HANDOFF]
+    assert report.caught_up == caught_up_under_the_lock(first_arrivals, second_arrivals)
     control = await control_read_model(tmp_path / "control.db", live.published)
     try:
         assert await read_model_rows(live.engine) == await read_model_rows(control)
