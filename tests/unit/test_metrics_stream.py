@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,11 @@ class LiveMetrics:
         return issue_token(self.settings.signing_secret(), scopes=list(scopes) or ["metrics:read"], rep_id=rep_id)
 
 
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[LiveMetrics]:
+@asynccontextmanager
+async def serve(tmp_path: Path, clock: Callable[[], datetime]) -> AsyncIterator[LiveMetrics]:
     """metrics served over real HTTP in this process (a stream never ends, so it needs a real server)."""
     settings = MetricsSettings(data_dir=tmp_path)
-    app = create_app(settings, clock=lambda: NOW)
+    app = create_app(settings, clock=clock)
     # Only a commit on this replica can wake a stream within a test's wait: the poll for other replicas is off.
     app.state.read_model_changes.poll_seconds = 3600
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
@@ -65,12 +66,19 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveMetrics]:
             handlers=runtime.spec.consumers["metrics"],
             bus=runtime.bus,
             sessions=runtime.sessions,
-            clock=lambda: NOW,
+            clock=clock,
         )
         yield LiveMetrics(app=app, url=f"http://127.0.0.1:{port}", consumer=consumer, settings=settings)
     finally:
         server.should_exit = True
         await serving
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[LiveMetrics]:
+    """metrics whose clock stands still at NOW."""
+    async with serve(tmp_path, lambda: NOW) as metrics:
+        yield metrics
 
 
 class Stream:
@@ -276,3 +284,19 @@ async def test_dashboard_is_served_from_the_package_with_its_script_and_styleshe
     assert script.status_code == 200 and "EventSource" in script.text
     assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
     assert missing.status_code == 404
+
+
+async def test_stream_sends_the_board_when_time_alone_puts_an_assignment_at_risk(tmp_path: Path) -> None:
+    started = datetime.now(UTC)
+    async with serve(tmp_path, lambda: NOW + (datetime.now(UTC) - started)) as live:
+        # At risk once 80% of the 12.5 s to the deadline have gone: 2 s from now.
+        now = live.app.state.runtime.clock()
+        assigned_at = now - timedelta(seconds=8)
+        await live.consumer.on_batch([_assigned("l9", "a9", ANA, WEBINAR, assigned_at, accept_within=12.5)])
+        async with stream(live, live.token()) as events:
+            _, board = await events.next("sla")
+            assert (board["open_assignments"], board["at_risk"]) == (1, [])
+
+            # No event arrives: the stream wakes when the moment comes.
+            _, board = await events.next("sla")
+            assert [(row["assignment_id"], row["state"]) for row in board["at_risk"]] == [("a9", "at_risk")]
