@@ -335,7 +335,7 @@ async def on_lead_received(event: Incoming[LeadReceived], session: AsyncSession)
 async def on_lead_updated(event: Incoming[LeadUpdated], session: AsyncSession) -> None:
     """Rescores a lead a duplicate post changed, as of the update."""
     data = event.data
-    lead = await session.get(LeadScore, data.lead_id)
+    lead = await session.get(LeadScore, data.lead_id, with_for_update=True)
     if lead is None:
         if await ERASED.holds(session, data.lead_id):
             _ignored_as_erased(event)
@@ -350,7 +350,7 @@ async def on_lead_updated(event: Incoming[LeadUpdated], session: AsyncSession) -
 async def on_lead_activity(event: Incoming[LeadActivity], session: AsyncSession) -> None:
     """Rescores a lead that engaged again, as of the activity; the same activity delivered twice counts once."""
     data = event.data
-    lead = await session.get(LeadScore, data.lead_id)
+    lead = await session.get(LeadScore, data.lead_id, with_for_update=True)
     if lead is None:
         if await ERASED.holds(session, data.lead_id):
             _ignored_as_erased(event)
