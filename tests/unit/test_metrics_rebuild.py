@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -23,7 +23,7 @@ from baton.bus.embedded import EmbeddedLog
 from baton.cli import main
 from baton.consumer import EventConsumer
 from baton.db import create_engine, create_sessionmaker, migrate
-from baton.events import LEADS_HANDOFF, LEADS_INGESTED, LEADS_SCORED, LeadActivity, LeadErased, LeadScored
+from baton.events import LEADS_HANDOFF, LEADS_INGESTED, LEADS_SCORED, LeadActivity, LeadErased, LeadScored, dlq_topic
 from baton.outbox import InboxEntry, decode_record
 from baton_metrics.app import SPEC, create_app
 from baton_metrics.consumers import HANDLERS
@@ -313,3 +313,24 @@ async def test_baton_metrics_rebuild_prints_what_it_replayed_and_exits_0(
     assert f"{distinct_events(records)} distinct event(s)" in out and "events/s" in out
     assert await read_model_rows(live.engine) == rows_before
     assert not (live.settings.data_dir / "baton_metrics.rebuild.db").exists()
+
+
+async def test_an_event_that_failed_live_fails_again_and_is_not_parked_a_second_time(live: LiveMetrics) -> None:
+    records = scenario()
+    undecodable = replace(records[0], value=b'{"lead_id": ')
+    await live.publish(records)
+    await live.bus.publish([undecodable])
+    await live.applied_everything()
+
+    async def parked_once() -> bool:
+        return len(await live.bus.read(dlq_topic(LEADS_INGESTED))) == 1
+
+    await eventually(parked_once, what="live to park the undecodable event")
+    rows_before = await read_model_rows(live.engine)
+
+    report = await rebuild_read_model(live.settings)
+
+    assert report.not_applied == 1
+    assert report.records[LEADS_INGESTED] == per_topic(records)[LEADS_INGESTED] + 1
+    assert await parked_once()
+    assert await read_model_rows(live.engine) == rows_before

@@ -277,6 +277,8 @@ async def rebuild_read_model(settings: MetricsSettings, *, bus: Bus | None = Non
 
 
 async def _rebuild(settings: MetricsSettings, live: AsyncEngine, live_url: str, log: Bus) -> RebuildReport:
+    # As metrics does when it starts: the live tables must have the columns the fresh ones are copied from.
+    await migrate(live, SPEC.migrations)
     place = await _prepare(live, live_url)
     fresh = _engine(place.fresh_url, **place.fresh_options)
     try:
