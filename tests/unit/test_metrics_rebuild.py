@@ -28,7 +28,7 @@ from baton.outbox import InboxEntry, decode_record
 from baton_metrics.app import SPEC, create_app
 from baton_metrics.consumers import HANDLERS
 from baton_metrics.models import DurationBucket, JourneyStep, KpiCounter
-from baton_metrics.rebuild import GROUP, READ_MODEL, RebuildReport, rebuild_read_model
+from baton_metrics.rebuild import GROUP, READ_MODEL, RebuildRefused, RebuildReport, rebuild_read_model
 from baton_metrics.settings import MetricsSettings
 from tests.unit.test_metrics_read_model import (
     ADS,
@@ -334,3 +334,40 @@ async def test_an_event_that_failed_live_fails_again_and_is_not_parked_a_second_
     assert report.records[LEADS_INGESTED] == per_topic(records)[LEADS_INGESTED] + 1
     assert await parked_once()
     assert await read_model_rows(live.engine) == rows_before
+
+
+async def test_a_second_rebuild_while_one_runs_is_refused(live: LiveMetrics) -> None:
+    await live.publish(scenario())
+    await live.applied_everything()
+    refusals: list[str] = []
+
+    async def rebuild_again(read: int) -> None:
+        if read == 1:
+            with pytest.raises(RebuildRefused) as refused:
+                await rebuild_read_model(live.settings)
+            refusals.append(str(refused.value))
+
+    report = await rebuild_read_model(live.settings, bus=cast(Bus, ArrivalsDuringReads(live.bus, rebuild_again)))
+
+    assert refusals == ["another rebuild of metrics' read model is running"]
+    assert report.events == len(scenario())
+
+
+async def test_a_rebuild_that_fails_under_the_lock_leaves_the_live_read_model_as_it_was(live: LiveMetrics) -> None:
+    await live.publish(delivered_twice())
+    await live.applied_everything()
+    async with live.engine.begin() as conn:
+        await conn.execute(delete(KpiCounter).where(KpiCounter.kpi == "won"))
+    damaged = await read_model_rows(live.engine)
+
+    async def fail_under_the_lock(read: int) -> None:
+        if read == 2:
+            raise ConnectionError("the log went away")
+
+    with pytest.raises(ConnectionError):
+        await rebuild_read_model(live.settings, bus=cast(Bus, ArrivalsDuringReads(live.bus, fail_under_the_lock)))
+
+    assert await read_model_rows(live.engine) == damaged
+    assert not (live.settings.data_dir / "baton_metrics.rebuild.db").exists()
+    await rebuild_read_model(live.settings)
+    assert (await live.reports())["kpis"]["totals"]["won"] == 1
