@@ -55,7 +55,7 @@ _LOCK_KEY = zlib.crc32(b"baton_metrics.rebuild")
 
 
 class RebuildRefused(RuntimeError):
-    """Another rebuild of the same read model is running, or the database cannot hold a second one."""
+    """A rebuild cannot run: another one of the same read model is running, or metrics' database is in memory."""
 
 
 @dataclass
@@ -69,7 +69,7 @@ class RebuildReport:
     events: int = 0
     """Distinct events the fresh read model holds (its inbox rows)."""
     not_applied: int = 0
-    """Events whose handler failed every attempt; live parked them in the dead-letter queue too."""
+    """Records that failed every attempt (undecodable, or their handler failed); live parked them in the DLQ too."""
     seconds: float = 0.0
     """From the first read to the swap's commit."""
 
