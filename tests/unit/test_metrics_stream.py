@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 
 from baton.auth import issue_token
 from baton.consumer import EventConsumer
+from baton.logs import JsonFormatter
 from baton_metrics.app import create_app
 from baton_metrics.consumers import HANDLERS
 from baton_metrics.settings import MetricsSettings
@@ -300,3 +302,21 @@ async def test_stream_sends_the_board_when_time_alone_puts_an_assignment_at_risk
             # No event arrives: the stream wakes when the moment comes.
             _, board = await events.next("sla")
             assert [(row["assignment_id"], row["state"]) for row in board["at_risk"]] == [("a9", "at_risk")]
+
+
+async def test_the_token_in_the_streams_url_never_reaches_the_logs(
+    live: LiveMetrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    token, ana = live.token(), live.token(rep_id="rep-ana")
+    async with stream(live, token) as events:
+        await events.next("sla")
+    async with httpx.AsyncClient(base_url=live.url) as client:
+        refused = await client.get("/v1/stream", params={"access_token": ana, "rep_id": "rep-ben"})
+    assert refused.status_code == 403
+
+    # Every record as the service writes it: through the JSON formatter its log handler uses.
+    formatter = next(h.formatter for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter))
+    logged = "\n".join(formatter.format(record) for record in caplog.records)
+    assert "GET /v1/stream?access_token=*** HTTP/1.1" in logged  # uvicorn's access log
+    assert "GET /v1/stream?access_token=***&rep_id=rep-ben HTTP/1.1" in logged
+    assert token not in logged and ana not in logged
