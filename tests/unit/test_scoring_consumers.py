@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from baton.bus import Record
@@ -315,3 +315,40 @@ async def test_a_hand_raised_after_the_return_but_applied_before_the_recycle_sti
 
     assert [q.reason for q in qualifications(await published(sessions, "l1"))] == ["threshold", "hand-raiser"]
     assert ((await lead(sessions, "l1")).status, (await lead(sessions, "l1")).cycle) == ("mql", 2)
+
+
+async def test_a_hand_raised_without_new_points_publishes_the_score_that_qualified_the_lead_then_the_mql(
+    scoring: EventConsumer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await scoring.on_batch(records(received("l1"), activity("l1", "demo_request")))
+
+    events = await published(sessions, "l1")
+
+    assert [(type(e).__name__, getattr(e, "score", None)) for e in events] == [
+        ("LeadScored", 20),
+        ("LeadScored", 20),
+        ("LeadQualified", 20),
+    ]
+
+
+async def test_a_batch_reads_the_accounts_of_all_its_leads_with_one_query(
+    scoring: EventConsumer, sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    people = [(f"p{n}", f"p{n}@{domain}") for n, domain in enumerate(["a.example", "b.example", "c.example"] * 2)]
+    await scoring.on_batch(records(*(received(lead_id, email=email) for lead_id, email in people)))
+    account_reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        where = statement.partition("WHERE")[2]
+        if statement.lstrip().startswith("SELECT") and "account_domain" in where:
+            account_reads.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        await scoring.on_batch(records(*(activity(lead_id, "webinar_attended") for lead_id, _ in people)))
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+
+    assert len(account_reads) == 1
+    accounts = {(await lead(sessions, lead_id)).breakdown[-1]["value"] for lead_id, _ in people}
+    assert accounts == {10, 20}  # each the first or the second of its account to attend

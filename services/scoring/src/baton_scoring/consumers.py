@@ -180,8 +180,8 @@ def _qualification(
 
 
 async def apply_score(session: AsyncSession, lead: LeadScore, *, at: datetime, cause: str) -> bool:
-    """Scores a lead under the model in force as of ``at``; publishes lead.scored if the score changed and
-    lead.qualified if it became an MQL in its cycle. Returns whether the score or grade changed.
+    """Scores a lead under the model in force as of ``at``; publishes lead.scored if the score or grade changed
+    or the lead became an MQL of its cycle, and then lead.qualified. Returns whether the score or grade changed.
 
     ``at`` is the time of the event being applied, never the clock, and never earlier than the time the
     lead's score is already as of, so replaying the same events gives the same scores.
@@ -216,6 +216,11 @@ async def apply_score(session: AsyncSession, lead: LeadScore, *, at: datetime, c
                 cause=cause,
             )
         )
+    reason = _qualification(model, lead, result, activities, before)
+    qualified = reason is not None and await _claim_cycle(session, lead, at=at)
+    # An MQL's lead.qualified always follows the lead.scored that made it one, even an unchanged score's
+    # (a hand raised), so that what reads the topic sees the score that qualified it just before.
+    if changed or qualified:
         add_event(
             session,
             LeadScored(
@@ -228,24 +233,16 @@ async def apply_score(session: AsyncSession, lead: LeadScore, *, at: datetime, c
             ),
         )
         observability.scored(session, model_version=version)
-    reason = _qualification(model, lead, result, activities, before)
-    if reason is not None:
-        await _qualify(session, lead, result, reason, version=version, at=at)
+    if qualified:
+        assert reason is not None
+        await _publish_qualified(session, lead, result, reason, version=version, at=at)
     observability.SCORING_SECONDS.observe(time.perf_counter() - started)
     return changed
 
 
-async def _qualify(
-    session: AsyncSession,
-    lead: LeadScore,
-    result: ScoreResult,
-    reason: QualificationReason,
-    *,
-    version: int,
-    at: datetime,
-) -> None:
-    """Makes the lead an MQL of its cycle, once: the database decides, so a redelivered or concurrent
-    crossing that finds the cycle already qualified publishes nothing."""
+async def _claim_cycle(session: AsyncSession, lead: LeadScore, *, at: datetime) -> bool:
+    """Makes the lead an MQL of its cycle if it is not one yet; the database decides, so a redelivered or
+    concurrent crossing that finds the cycle already qualified gets False."""
     await session.flush()
     claimed = await session.execute(
         update(LeadScore)
@@ -255,9 +252,22 @@ async def _qualify(
     )
     if getattr(claimed, "rowcount", 0) != 1:
         await session.refresh(lead, ["status", "qualified_at", "cycle"])
-        return
+        return False
     set_committed_value(lead, "status", "mql")
     set_committed_value(lead, "qualified_at", at)
+    return True
+
+
+async def _publish_qualified(
+    session: AsyncSession,
+    lead: LeadScore,
+    result: ScoreResult,
+    reason: QualificationReason,
+    *,
+    version: int,
+    at: datetime,
+) -> None:
+    """Publishes lead.qualified and keeps what qualified the lead, for calibration."""
     await session.execute(
         insert_for(session)(MqlOutcome)
         .values(

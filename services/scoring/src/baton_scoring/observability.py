@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session, SessionTransaction
 logger = logging.getLogger(__name__)
 
 LEADS_SCORED = Counter(
-    "baton_scoring_leads_scored_total", "Scorings that changed a lead's score or grade.", ["model_version"]
+    "baton_scoring_leads_scored_total",
+    "Scores published: a changed score or grade, or the one that made an MQL.",
+    ["model_version"],
 )
 LEADS_QUALIFIED = Counter(
     "baton_scoring_leads_qualified_total", "Leads that became MQLs, once per cycle.", ["model_version", "reason"]
@@ -42,7 +44,7 @@ def after_commit(session: AsyncSession, fn: Callable[[], None]) -> None:
 
 
 def scored(session: AsyncSession, *, model_version: int) -> None:
-    """Counts a changed score once its transaction commits."""
+    """Counts a published score once its transaction commits."""
     after_commit(session, LEADS_SCORED.labels(model_version=str(model_version)).inc)
 
 
