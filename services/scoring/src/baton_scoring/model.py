@@ -1,6 +1,6 @@
 """The scoring model as data: fit rules, grades, engagement, hand-raisers and the MQL bar, validated.
 
-How the service wires it (the next step; nothing here does I/O):
+How the service uses it (nothing here does I/O; docs/scoring.md is the operator's guide):
 
 * Versions. ``model_versions`` keeps one row per version, ``definition`` holding
   ``ScoringModel.model_dump(mode="json")`` — always the complete model, every field written out, so a
@@ -10,7 +10,7 @@ How the service wires it (the next step; nothing here does I/O):
   (``loc``, ``msg`` naming the rule by name and index, ``type``) for the 422 problem's failing fields.
   A valid body is inserted as ``max(version) + 1`` — never an update — so old versions stay readable
   (``GET /v1/model/versions``) and every score names the version that made it.
-* A new migration inserts ``DEFAULT_MODEL_V2`` as version 2, written into the migration as a JSON literal
+* Migration 0003 inserts ``DEFAULT_MODEL_V2`` as version 2, written into the migration as a JSON literal
   (not imported from here), so that migration never changes afterwards even when this default does.
 * ``consumers.py`` scores with ``engine.score`` at the time of the event being applied (``received_at``,
   the activity's ``occurred_at``), never the wall clock, and asks ``engine.qualifies`` for the MQL
