@@ -197,3 +197,21 @@ async def test_rescore_is_for_admins_and_an_unknown_job_is_404(scoring: Scoring)
     assert_problem(await scoring.client.get("/v1/rescore/nope", headers=scoring.admin), 404)
     bad = await scoring.client.post("/v1/rescore", json={"lead_ids": []}, headers=scoring.admin)
     assert_problem(bad, 422)
+
+
+async def test_pruning_forgets_rescores_finished_longer_ago_than_their_retention_and_keeps_the_rest(
+    scoring: Scoring,
+) -> None:
+    await scoring.apply(*LEADS)
+    finished = (await scoring.rescore())["job_id"]
+    waiting = (await scoring.client.post("/v1/rescore", json={}, headers=scoring.admin)).json()["job_id"]
+
+    scoring.clock[0] = NOW + timedelta(days=29)
+    await scoring.runtime.prune()
+    kept = await scoring.client.get(f"/v1/rescore/{finished}", headers=scoring.admin)
+    scoring.clock[0] = NOW + timedelta(days=31)
+    await scoring.runtime.prune()
+
+    assert kept.status_code == 200
+    assert_problem(await scoring.client.get(f"/v1/rescore/{finished}", headers=scoring.admin), 404)
+    assert (await scoring.client.get(f"/v1/rescore/{waiting}", headers=scoring.admin)).status_code == 200

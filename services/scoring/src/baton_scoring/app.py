@@ -9,7 +9,7 @@ from baton.runtime import ServiceSpec
 from baton.web import create_service_app
 from baton_scoring.api import model, rescore, scores, whatif
 from baton_scoring.consumers import HANDLERS
-from baton_scoring.rescore import rescore_worker
+from baton_scoring.rescore import forget_finished_rescores, rescore_worker
 from baton_scoring.settings import ScoringSettings
 
 SPEC = ServiceSpec(
@@ -18,6 +18,7 @@ SPEC = ServiceSpec(
     migrations="baton_scoring:migrations",
     consumers={"scoring": HANDLERS},
     workers=[rescore_worker],
+    pruners=(forget_finished_rescores,),
 )
 
 

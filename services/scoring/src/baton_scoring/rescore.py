@@ -16,14 +16,16 @@ import weakref
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.consumer import begin_batch
 from baton.events import new_id
 from baton.runtime import ServiceRuntime
+from baton.settings import Settings
 from baton_scoring.consumers import apply_score, current_model
 from baton_scoring.models import LeadScore, RescoreJob
+from baton_scoring.settings import ScoringSettings
 
 logger = logging.getLogger(__name__)
 
@@ -155,3 +157,15 @@ async def rescore_worker(runtime: ServiceRuntime) -> None:
         more = True
         while more:  # each chunk's transaction awaits the database, so requests and consumers get their turn
             more = await run_chunk(runtime, job_id)
+
+
+async def forget_finished_rescores(session: AsyncSession, now: datetime, settings: Settings) -> int:
+    """Deletes rescores finished longer ago than their retention; returns how many."""
+    retention = settings if isinstance(settings, ScoringSettings) else ScoringSettings()
+    result = await session.execute(
+        delete(RescoreJob).where(
+            RescoreJob.status == "done",
+            RescoreJob.finished_at < now - timedelta(days=retention.rescore_job_retention_days),
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

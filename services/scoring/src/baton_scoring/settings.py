@@ -15,3 +15,6 @@ class ScoringSettings(Settings):
         le=1,
         description="The share of MQLs sales should accept; GET /v1/calibration suggests a threshold for it.",
     )
+    rescore_job_retention_days: float = Field(
+        30.0, gt=0, description="How long a finished rescore stays readable at GET /v1/rescore/{job_id}."
+    )
