@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from baton.bus import Record
@@ -28,7 +28,7 @@ from baton.events import (
     LeadStatusChanged,
     LeadUpdated,
 )
-from baton.outbox import SOURCE_KEY, OutboxEntry
+from baton.outbox import SOURCE_KEY, InboxEntry, OutboxEntry
 from baton_scoring.consumers import HANDLERS
 from baton_scoring.models import LeadScore, MqlOutcome, ScoreHistory
 
@@ -352,3 +352,18 @@ async def test_a_batch_reads_the_accounts_of_all_its_leads_with_one_query(
     assert len(account_reads) == 1
     accounts = {(await lead(sessions, lead_id)).breakdown[-1]["value"] for lead_id, _ in people}
     assert accounts == {10, 20}  # each the first or the second of its account to attend
+
+
+async def test_a_crossing_replayed_after_the_inbox_forgot_it_adds_no_points_and_qualifies_nobody_again(
+    scoring: EventConsumer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    crossing = records(activity("l1", "webinar_attended"), activity("l1", "webinar_attended", days=0.5))
+    await scoring.on_batch(records(received("l1")))
+    await scoring.on_batch(crossing)
+    async with sessions() as session, session.begin():
+        await session.execute(delete(InboxEntry))  # past its retention, then replayed from the log
+
+    await scoring.on_batch(crossing)
+
+    assert (await lead(sessions, "l1")).score == 40
+    assert len(qualifications(await published(sessions, "l1"))) == 1
