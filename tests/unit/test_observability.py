@@ -121,6 +121,20 @@ async def test_every_service_serves_the_shared_metrics_in_prometheus_text_format
     )
 
 
+async def test_a_stopped_service_leaves_no_lag_series_behind(tmp_path: Path) -> None:
+    text, runtime = await scrape(create_scoring_app, ScoringSettings(data_dir=tmp_path))
+
+    def lag_series(samples: Samples) -> set[tuple[tuple[str, str], ...]]:
+        return {
+            labels
+            for name, labels in samples
+            if name == "baton_consumer_lag_records" and dict(labels)["group"] in runtime.spec.consumers
+        }
+
+    assert lag_series(parse(text)[1])
+    assert lag_series(exposed()) == set()
+
+
 async def test_metric_names_follow_the_prometheus_conventions(tmp_path: Path) -> None:
     text, _ = await scrape(create_scoring_app, ScoringSettings(data_dir=tmp_path))
 

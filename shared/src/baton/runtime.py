@@ -171,6 +171,7 @@ class ServiceRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        self.telemetry.forget()
         await self.bus.stop()
         await self.engine.dispose()
 

@@ -125,6 +125,13 @@ class ServiceTelemetry:
             CONSUMER_LAG.labels(group, topic, partition).set(records)
         self._lag_shown[group] = set(lag)
 
+    def forget(self) -> None:
+        """Removes the lag series this service showed: a stopped consumer's last lag is no reading."""
+        for group, shown in self._lag_shown.items():
+            for topic, partition in shown:
+                CONSUMER_LAG.remove(group, topic, partition)
+        self._lag_shown.clear()
+
     async def run(self, interval: float = TELEMETRY_REFRESH_SECONDS) -> None:
         """Refreshes at once and then every ``interval`` seconds, until cancelled."""
         while True:
