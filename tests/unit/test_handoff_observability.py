@@ -12,10 +12,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db import after_commit
 from baton.events import new_id
 from baton_handoff import observability
 from baton_handoff.models import Assignment, RepWorkload
-from baton_handoff.observability import after_commit, breached, routed, update_gauges
+from baton_handoff.observability import breached, routed, update_gauges
 from baton_handoff.settings import HandoffSettings
 from tests.conftest import LogSignal
 from tests.unit.test_handoff_api import Handoff, running_handoff

@@ -7,6 +7,7 @@ import os
 import re
 import sqlite3
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction
 from sqlalchemy.types import TypeDecorator
 
 from baton.errors import BatonError, Conflict, Unavailable, Unprocessable
@@ -304,3 +305,40 @@ def run_migrations_env() -> None:
     context.configure(connection=connection, transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()
+
+
+_AFTER_COMMIT = "baton.after_commit"
+
+
+def after_commit(session: AsyncSession, fn: Callable[[], None]) -> None:
+    """Runs ``fn`` once the session's current transaction commits; never if it rolls back.
+
+    Args:
+        session: The session whose transaction must commit first.
+        fn: What to run then, e.g. counting a Prometheus metric for what the database kept, so that a batch
+            that rolls back and is tried again counts once. A failure of ``fn`` is logged, never raised.
+    """
+    sync_session = session.sync_session
+    pending: list[Callable[[], None]] | None = sync_session.info.get(_AFTER_COMMIT)
+    if pending is None:
+        pending = sync_session.info[_AFTER_COMMIT] = []
+        event.listen(sync_session, "after_commit", _run_after_commit)
+        event.listen(sync_session, "after_transaction_end", _forget_after_commit)
+    pending.append(fn)
+
+
+def _run_after_commit(sync_session: Session) -> None:
+    pending: list[Callable[[], None]] = sync_session.info[_AFTER_COMMIT]
+    ready, pending[:] = list(pending), []
+    for fn in ready:
+        try:
+            fn()
+        except Exception:
+            logger.exception("an after-commit callback failed", extra={"callback": getattr(fn, "__name__", repr(fn))})
+
+
+def _forget_after_commit(sync_session: Session, transaction: SessionTransaction) -> None:
+    # The outermost transaction ending with callbacks still pending means it rolled back:
+    # after_commit has already taken them otherwise.
+    if transaction.parent is None:
+        sync_session.info[_AFTER_COMMIT].clear()

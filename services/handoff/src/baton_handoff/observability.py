@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import and_, event, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction
 
 from baton.failures import is_transient
 from baton.runtime import ServiceRuntime
@@ -36,8 +35,6 @@ SLA_AT_RISK = Gauge(
 )
 QUEUE_DEPTH = Gauge("baton_handoff_queue_depth", "Leads waiting in a team's fallback queue.", ["team"])
 
-_PENDING = "baton_handoff.after_commit"
-
 
 def routed(*, rule: str, method: str, seconds: float) -> None:
     """Counts a lead handed to a rep and how long routing it took."""
@@ -48,37 +45,6 @@ def routed(*, rule: str, method: str, seconds: float) -> None:
 def breached(*, sla: str, action: str) -> None:
     """Counts a missed SLA deadline and what was done about it."""
     SLA_BREACHES.labels(sla=sla, action=action).inc()
-
-
-def after_commit(session: AsyncSession, fn: Callable[[], None]) -> None:
-    """Runs ``fn`` once the session's current transaction commits; never if it rolls back.
-
-    Metrics count what the database kept: a batch that rolls back and is retried counts once.
-    """
-    sync_session = session.sync_session
-    pending: list[Callable[[], None]] | None = sync_session.info.get(_PENDING)
-    if pending is None:
-        pending = sync_session.info[_PENDING] = []
-        event.listen(sync_session, "after_commit", _run_pending)
-        event.listen(sync_session, "after_transaction_end", _forget_pending)
-    pending.append(fn)
-
-
-def _run_pending(sync_session: Session) -> None:
-    pending: list[Callable[[], None]] = sync_session.info[_PENDING]
-    ready, pending[:] = list(pending), []
-    for fn in ready:
-        try:
-            fn()
-        except Exception:
-            logger.exception("an after-commit callback failed", extra={"callback": getattr(fn, "__name__", repr(fn))})
-
-
-def _forget_pending(sync_session: Session, transaction: SessionTransaction) -> None:
-    # The outermost transaction ending with callbacks still pending means it rolled back:
-    # after_commit has already taken them otherwise.
-    if transaction.parent is None:
-        sync_session.info[_PENDING].clear()
 
 
 async def gauge_readings(session: AsyncSession, *, now: datetime) -> dict[str, dict[str, float]]:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from baton.auth import Principal
-from baton.db import dialect_insert, insert_for
+from baton.db import after_commit, dialect_insert, insert_for
 from baton.errors import Conflict, Forbidden, NotFound, Unprocessable
 from baton.events import LeadAssigned, LeadRecycled, LeadStatusChanged, new_id
 from baton.outbox import add_event
@@ -645,7 +645,7 @@ def _publish_assigned(session: AsyncSession, assignment: Assignment, *, method: 
         ),
     )
     rule = assignment.rule
-    observability.after_commit(session, lambda: observability.routed(rule=rule, method=method, seconds=seconds))
+    after_commit(session, lambda: observability.routed(rule=rule, method=method, seconds=seconds))
 
 
 async def assign_lead(

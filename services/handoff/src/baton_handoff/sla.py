@@ -20,6 +20,7 @@ from typing import Any, Literal
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from baton.db import after_commit
 from baton.events import SlaBreached
 from baton.failures import is_transient
 from baton.outbox import OutboxEntry, add_event
@@ -108,7 +109,7 @@ async def act_on_breach(session: AsyncSession, *, assignment: Assignment, now: d
     """
     event = await _close_and_route_on(session, assignment=assignment, now=now)
     if event is not None:
-        observability.after_commit(session, partial(observability.breached, sla=event.sla, action=event.action))
+        after_commit(session, partial(observability.breached, sla=event.sla, action=event.action))
     return event
 
 
