@@ -60,9 +60,12 @@ class Seen:
 
 
 class AssignmentWatcher:
-    """Watches ``leads.handoff`` for ``lead.assigned`` events from now on, in the background."""
+    """Watches ``leads.handoff`` for ``lead.assigned`` events (or another topic for another type) from now on,
+    in the background."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, topic: str = LEADS_HANDOFF, event_type: str = ASSIGNED) -> None:
+        self.topic = topic
+        self.event_type = event_type
         self.seen: dict[str, Seen] = {}
         self._task: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
@@ -85,7 +88,7 @@ class AssignmentWatcher:
                     event = from_binary(tuple(headers), value)
                 except ValueError:
                     continue
-                if event.type == ASSIGNED and event.subject not in self.seen:
+                if event.type == self.event_type and event.subject not in self.seen:
                     self.seen[event.subject] = Seen(at=now, event_time=event.time.timestamp())
             if messages:
                 self._arrived.set()
@@ -126,11 +129,12 @@ class AssignmentWatcher:
 
 
 class KafkaAssignments(AssignmentWatcher):
-    """Reads the system's ``leads.handoff`` topic with a consumer group of its own, from the end."""
+    """Reads the system's ``leads.handoff`` topic (or ``topic``) with a consumer group of its own, from the end."""
 
-    def __init__(self, *, bootstrap: str, prefix: str, group: str) -> None:
-        super().__init__()
-        self.topic = prefix + LEADS_HANDOFF
+    def __init__(
+        self, *, bootstrap: str, prefix: str, group: str, topic: str = LEADS_HANDOFF, event_type: str = ASSIGNED
+    ) -> None:
+        super().__init__(topic=prefix + topic, event_type=event_type)
         self.bootstrap = bootstrap
         self.group = prefix + group
         self._consumer: AIOKafkaConsumer | None = None
@@ -167,8 +171,10 @@ class KafkaAssignments(AssignmentWatcher):
 class EmbeddedAssignments(AssignmentWatcher):
     """Polls the embedded log's table in ``bus.db`` read-only, from its current end."""
 
-    def __init__(self, path: Path, *, poll_seconds: float = 0.005) -> None:
-        super().__init__()
+    def __init__(
+        self, path: Path, *, poll_seconds: float = 0.005, topic: str = LEADS_HANDOFF, event_type: str = ASSIGNED
+    ) -> None:
+        super().__init__(topic=topic, event_type=event_type)
         self.path = path
         self.poll_seconds = poll_seconds
         self._conn: sqlite3.Connection | None = None
@@ -186,7 +192,7 @@ class EmbeddedAssignments(AssignmentWatcher):
         assert self._conn is not None
         return self._conn.execute(
             "SELECT seq, headers, value FROM log WHERE topic = ? AND seq > ? ORDER BY seq LIMIT 1000",
-            (LEADS_HANDOFF, self._position),
+            (self.topic, self._position),
         ).fetchall()
 
     async def _read(self) -> list[tuple[Sequence[tuple[str, bytes]], bytes]]:
