@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
@@ -33,6 +33,8 @@ from tests.system import RunningSystem, embedded_system, kafka_system
 
 from baton.cli import SERVICES
 from bench import limits as raw
+from bench.alone import measure_metrics, measure_scoring
+from bench.dashboard import event_to_tile
 from bench.intake import intake_figures
 from bench.machine import machine_info
 from bench.memory import RssSampler, service_pids_under
@@ -77,6 +79,10 @@ class Plan:
     routing_leads: int
     routing_seconds: float
     routing_timeout: float
+    scoring_leads: int
+    metrics_leads: int
+    alone_timeout: float
+    tile_leads: int
 
 
 FULL = Plan(
@@ -96,6 +102,10 @@ FULL = Plan(
     routing_leads=3_000,
     routing_seconds=10,
     routing_timeout=30,
+    scoring_leads=3_000,
+    metrics_leads=3_000,
+    alone_timeout=60,
+    tile_leads=10,
 )
 QUICK = Plan(
     wrk_seconds=2,
@@ -114,6 +124,10 @@ QUICK = Plan(
     routing_leads=300,
     routing_seconds=2,
     routing_timeout=10,
+    scoring_leads=300,
+    metrics_leads=300,
+    alone_timeout=20,
+    tile_leads=3,
 )
 
 
@@ -238,6 +252,7 @@ async def _measure_system(
             measured.update(routing)
             routed = routing["routed"].get("leads_per_second") or 0.0
             say(f"[{transport}] handoff alone: {routed:.1f} routed leads/s")
+        await _measure_alone(baton, system, plan, transport, tag=tag, token=token, measured=measured)
         intake_url = f"{system.urls['lead-ingest']}/v1/leads"
         await settle(baton, wait_seconds=plan.settle_timeout)
         before = (await baton.totals()).get("received", 0)
@@ -276,6 +291,48 @@ async def _measure_system(
         else:
             measured["intake_batch"] = {"available": False, "leads_per_second": None, "note": why_not}
     return measured
+
+
+async def _measure_alone(
+    baton: Baton, system: RunningSystem, plan: Plan, transport: str, *, tag: str, token: str, measured: dict[str, Any]
+) -> None:
+    """scoring alone, metrics alone and event → dashboard tile, each on a settled system; a failure is reported
+    in its own row."""
+
+    async def guarded(key: str, what: str, measure: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        await settle(baton, wait_seconds=plan.settle_timeout)
+        say(f"[{transport}] {what}")
+        try:
+            found = await measure()
+        except Exception as exc:
+            say(f"[{transport}] {what} failed: {exc!r}")
+            traceback.print_exc(file=sys.stderr)
+            found = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        measured[key] = found
+        return found
+
+    scored = await guarded(
+        "scored",
+        f"scoring alone: {plan.scoring_leads} lead.received onto leads.ingested",
+        lambda: measure_scoring(
+            baton, system.env, tag=tag + "n", leads=plan.scoring_leads, wait_seconds=plan.alone_timeout
+        ),
+    )
+    say(f"[{transport}] scoring alone: {scored.get('leads_per_second') or 0.0:.1f} scored leads/s")
+    applied = await guarded(
+        "metrics_applied",
+        f"metrics alone: {plan.metrics_leads} leads' received, qualified, assigned, accepted onto the three topics",
+        lambda: measure_metrics(
+            baton, system.env, tag=tag + "m", leads=plan.metrics_leads, wait_seconds=plan.alone_timeout
+        ),
+    )
+    say(f"[{transport}] metrics alone: {applied.get('events_per_second') or 0.0:.1f} events applied/s")
+    tile = await guarded(
+        "event_to_tile",
+        f"event → dashboard tile over {plan.tile_leads} leads",
+        lambda: event_to_tile(baton, token, tag=tag + "t", leads=plan.tile_leads),
+    )
+    say(f"[{transport}] event → dashboard tile: p50 {tile.get('p50_ms') or 0.0:.1f} ms")
 
 
 async def _drop_kafka_system(name: str) -> None:

@@ -19,7 +19,13 @@ A figure's limit is what this machine's raw parts can do, measured in the same r
 * resident memory: the bare FastAPI app's process;
 * handoff alone (MQLs published straight onto ``leads.scored``): the routed rate's limit is the raw
   bus divided by the 2 events one routed MQL puts on it (qualified, assigned); its latency's floor is
-  1 commit and, on Kafka, 2 hops (the publish → handoff → the observer).
+  1 commit and, on Kafka, 2 hops (the publish → handoff → the observer);
+* scoring alone (``lead.received`` published straight onto ``leads.ingested``): the raw bus divided by
+  the 2 events one scored lead puts on it (received, scored);
+* metrics alone (received, qualified, assigned and accepted published straight onto the three topics):
+  the raw bus itself, as metrics applies each message once;
+* event → dashboard tile (from intake's 202 until ``GET /v1/stream`` pushes the lead counted): the
+  event → KPI floor, 1 hop and 1 commit.
 
 The ratio is Baton ÷ limit: for rates the share of the limit Baton reaches, for latency and memory
 how many times the floor it takes.
@@ -66,6 +72,8 @@ class PipelineModel:
     bus_messages_per_routed: int
     hops_to_routed: int
     commits_to_routed: int
+    bus_messages_per_scored: int = 2
+    bus_messages_per_applied: int = 1
 
 
 MODELS = {
@@ -203,6 +211,9 @@ def transport_limits(transport: str, limits: Mapping[str, Any]) -> dict[str, flo
         "rss": _get(limits, "fastapi", "rss_mb"),
         "routed": bus_rate / model.bus_messages_per_routed if bus_rate else None,
         "routing_latency": floor(model.hops_to_routed, model.commits_to_routed),
+        "scored": bus_rate / model.bus_messages_per_scored if bus_rate else None,
+        "metrics_applied": bus_rate / model.bus_messages_per_applied if bus_rate else None,
+        "event_to_tile": floor(model.hops_to_kpi, model.commits_to_kpi),
     }
 
 
@@ -220,6 +231,9 @@ def _limit_names(transport: str, limits: Mapping[str, Any]) -> dict[str, str]:
         "rss": "bare FastAPI process",
         "routed": f"{bus} ÷ 2 events per routed MQL",
         "routing_latency": f"{raw} floor, " + ("2 hops + 1 commit" if transport == "kafka" else "1 commit"),
+        "scored": f"{bus} ÷ 2 events per scored lead",
+        "metrics_applied": f"{bus}, 1 message per event",
+        "event_to_tile": f"{raw} floor",
     }
 
 
@@ -303,6 +317,35 @@ def _routed_note(measured: Mapping[str, Any]) -> str:
     ]
     if measured.get("missing"):
         parts.append(f"ERRORS: {measured['missing']} of {measured.get('leads')} not seen assigned before the timeout")
+    return "; ".join(parts)
+
+
+def _scored_note(measured: Mapping[str, Any]) -> str:
+    if measured.get("error"):
+        return f"ERROR: {measured['error']}"
+    published = measured["publish_seconds"] * 1000 if measured.get("publish_seconds") is not None else None
+    parts = [
+        f"{measured.get('leads', 0)} nurture leads published onto leads.ingested in {_fmt(published, 'ms')}, "
+        f"lead.scored seen for the last by {_fmt(measured.get('elapsed_seconds'), 's')}"
+    ]
+    if measured.get("missing"):
+        parts.append(f"ERRORS: {measured['missing']} of {measured.get('leads')} not seen scored before the timeout")
+    return "; ".join(parts)
+
+
+def _applied_note(measured: Mapping[str, Any]) -> str:
+    if measured.get("error"):
+        return f"ERROR: {measured['error']}"
+    published = measured["publish_seconds"] * 1000 if measured.get("publish_seconds") is not None else None
+    by_type = ", ".join(f"{count} {kind}" for kind, count in (measured.get("by_type") or {}).items())
+    parts = [
+        f"{measured.get('published', 0)} events published in {_fmt(published, 'ms')}; "
+        f"{measured.get('events', 0)} applied in {_fmt(measured.get('elapsed_seconds'), 's')}"
+        + (f" ({by_type}: scoring's scores and handoff's routings included)" if by_type else ""),
+        "read from metrics' baton_consumer_events_total",
+    ]
+    if not measured.get("completed", True):
+        parts.append("ERRORS: not every published event was applied before the timeout")
     return "; ".join(parts)
 
 
@@ -465,6 +508,58 @@ def transport_figures(transport: str, measured: Mapping[str, Any], limits: Mappi
                 names["routing_latency"],
                 note=routing_note,
                 details=routing if stat == "p50" else {},
+            )
+        )
+
+    scored = measured.get("scored") or {}
+    figures.append(
+        Figure(
+            "scored",
+            "scoring alone, scored (`lead.received` → `lead.scored`, saturated)",
+            scored.get("leads_per_second"),
+            "leads/s",
+            "higher",
+            None,
+            limit["scored"],
+            names["scored"],
+            note=_scored_note(scored) if scored else "",
+            details=scored,
+        )
+    )
+    applied = measured.get("metrics_applied") or {}
+    figures.append(
+        Figure(
+            "metrics_applied",
+            "metrics alone, events applied (received, qualified, assigned, accepted; saturated)",
+            applied.get("events_per_second"),
+            "events/s",
+            "higher",
+            None,
+            limit["metrics_applied"],
+            names["metrics_applied"],
+            note=_applied_note(applied) if applied else "",
+            details=applied,
+        )
+    )
+    tile = measured.get("event_to_tile") or {}
+    tile_note = f"{tile.get('measured', 0)} leads posted one at a time on an idle system, from the 202" if tile else ""
+    if tile.get("error"):
+        tile_note = f"ERROR: {tile['error']}"
+    elif tile.get("missing"):
+        tile_note += f"; ERRORS: {tile['missing']} never reached the stream"
+    for stat in ("p50", "max"):
+        figures.append(
+            Figure(
+                f"event_to_tile_{stat}",
+                f"event → dashboard tile (`GET /v1/stream` `kpis`), {stat}",
+                tile.get(f"{stat}_ms"),
+                "ms",
+                "lower",
+                None,
+                limit["event_to_tile"],
+                names["event_to_tile"],
+                note=tile_note,
+                details=tile if stat == "p50" else {},
             )
         )
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.alone import applied_events, mix_records, nurture_lead, received_record
+from bench.dashboard import EventStreamParser
 from bench.intake import intake_figures
 from bench.pipeline import accepted_items, hand_raiser, lag_summary
 from bench.report import Figure, build_results, percentile, render_markdown, transport_figures, transport_limits
@@ -15,7 +17,7 @@ from bench.routing import qualified_record
 from bench.webhooks import pool_size, webhook_lead, write_pool
 from bench.wrk import parse_wrk_output
 
-from baton.events import LeadQualified, from_binary
+from baton.events import LeadQualified, LeadReceived, from_binary
 from baton_lead_ingest.verification import new_source_secret, verify
 
 # Captured from `wrk -t2 -c32 -d3s --latency -s bench/leads.lua` against the bare FastAPI app.
@@ -265,6 +267,25 @@ MEASURED: dict[str, Any] = {
         "reps": 4,
     },
     "routing_latency": {"p50_ms": 9.0, "p95_ms": 20.0, "p99_ms": 35.0, "max_ms": 40.0, "measured": 2000},
+    "scored": {
+        "leads_per_second": 600.0,
+        "leads": 3000,
+        "scored": 3000,
+        "missing": 0,
+        "completed": True,
+        "elapsed_seconds": 5.0,
+        "publish_seconds": 0.3,
+    },
+    "metrics_applied": {
+        "events_per_second": 2400.0,
+        "events": 18000,
+        "published": 12000,
+        "by_type": {"lead.assigned": 6000, "lead.qualified": 3000, "lead.received": 3000, "lead.scored": 3000},
+        "completed": True,
+        "elapsed_seconds": 7.5,
+        "publish_seconds": 0.9,
+    },
+    "event_to_tile": {"p50_ms": 45.0, "max_ms": 80.0, "measured": 10, "missing": 0, "post_p50_ms": 3.0},
     "rss_mb": {"lead-ingest": 110.0, "scoring": 95.0, "handoff": 250.0, "metrics": 96.0},
 }
 
@@ -284,6 +305,10 @@ def test_every_figure_has_value_unit_target_limit_and_ratio() -> None:
         "routed",
         "routing_p50",
         "routing_p99",
+        "scored",
+        "metrics_applied",
+        "event_to_tile_p50",
+        "event_to_tile_max",
         "rss_lead-ingest",
         "rss_scoring",
         "rss_handoff",
@@ -403,3 +428,106 @@ def test_lag_is_stable_when_the_backlog_stops_growing() -> None:
     summary = lag_summary(growing, post_seconds=20, cap=1500, throttled=False)
     assert summary["stable"] is False
     assert summary["growth_per_second"] == pytest.approx(40, rel=0.05)
+
+
+def test_scoring_alone_metrics_alone_and_the_dashboard_tile_are_rows_without_a_target() -> None:
+    figures = {f.key: f for f in transport_figures("kafka", MEASURED, KAFKA_LIMITS)}
+
+    scored = figures["scored"]
+    assert scored.value == 600 and scored.unit == "leads/s"
+    assert scored.target is None and scored.meets_target is None
+    assert scored.limit == pytest.approx(8000 / 2) and scored.limit_of == "raw Kafka ÷ 2 events per scored lead"
+    assert scored.ratio == pytest.approx(600 / 4000)
+    assert "3000 nurture leads published onto leads.ingested in 300 ms" in scored.note
+
+    applied = figures["metrics_applied"]
+    assert applied.value == 2400 and applied.unit == "events/s" and applied.target is None
+    assert applied.limit == 8000 and applied.ratio == pytest.approx(2400 / 8000)
+    assert "12000 events published" in applied.note and "18000 applied in 7.5 s" in applied.note
+    assert "ERRORS" not in applied.note
+
+    for stat, value in (("p50", 45), ("max", 80)):
+        tile = figures[f"event_to_tile_{stat}"]
+        assert tile.value == value and tile.unit == "ms" and tile.target is None and tile.meets_target is None
+        assert tile.limit == pytest.approx(4.0 + 0.5)
+        assert tile.note.startswith("10 leads posted one at a time")
+
+    embedded = transport_limits("embedded", EMBEDDED_LIMITS)
+    assert embedded["scored"] == pytest.approx(40_000 / 2)
+    assert embedded["metrics_applied"] == pytest.approx(40_000)
+    assert embedded["event_to_tile"] == pytest.approx(0.25)
+
+
+def test_rows_without_a_target_show_a_dash_for_target_and_verdict_in_markdown() -> None:
+    results = build_results(
+        machine={}, limits={"kafka": KAFKA_LIMITS}, measured={"kafka": MEASURED}, mode="quick", duration_seconds=1
+    )
+    lines = render_markdown(results).splitlines()
+
+    scored = next(line for line in lines if line.startswith("| scoring alone"))
+    assert "| 600 leads/s | — | 4,000 leads/s (raw Kafka ÷ 2 events per scored lead) | 0.15 | — |" in scored
+    applied = next(line for line in lines if line.startswith("| metrics alone"))
+    assert "| 2,400 events/s | — | 8,000 events/s (raw Kafka, 1 message per event) | 0.3 | — |" in applied
+    tile = next(line for line in lines if line.startswith("| event → dashboard tile") and "p50" in line)
+    assert "| 45.0 ms | — | 4.5 ms (raw Kafka + PostgreSQL floor) | 10 | — |" in tile
+
+
+def test_the_new_phases_that_failed_or_timed_out_say_so_in_their_own_rows() -> None:
+    failed = {
+        **MEASURED,
+        "scored": {"error": "KafkaConnectionError: unreachable"},
+        "metrics_applied": {**MEASURED["metrics_applied"], "completed": False},
+        "event_to_tile": {"p50_ms": 45.0, "max_ms": 80.0, "measured": 8, "missing": 2},
+    }
+    figures = {f.key: f for f in transport_figures("embedded", failed, EMBEDDED_LIMITS)}
+
+    assert figures["scored"].value is None and figures["scored"].note == "ERROR: KafkaConnectionError: unreachable"
+    assert "ERRORS: not every published event was applied" in figures["metrics_applied"].note
+    assert "ERRORS: 2 never reached the stream" in figures["event_to_tile_max"].note
+    assert figures["routed"].value == 400
+
+
+def test_scoring_alone_publishes_nurture_leads_as_lead_ingest_would() -> None:
+    record = received_record("lead-1", nurture_lead("t", 5))
+
+    event = from_binary(record.headers, record.value)
+    assert record.topic == "leads.ingested" and record.key == "lead-1"
+    assert event.type == "baton.lead.received.v1" and event.source == "/baton/lead-ingest"
+    received = event.payload()
+    assert isinstance(received, LeadReceived)
+    assert received.activities == [] and received.title == "Marketing Manager"
+    assert nurture_lead("t", 4)["email"].split("@")[1] == nurture_lead("t", 7)["email"].split("@")[1]
+    assert nurture_lead("t", 4)["email"].split("@")[1] != nurture_lead("t", 8)["email"].split("@")[1]
+
+
+def test_metrics_alone_publishes_a_leads_life_onto_the_three_topics() -> None:
+    records = mix_records("lead-1", nurture_lead("t", 1), rep_id="bench-rep-1")
+
+    events = [from_binary(r.headers, r.value) for r in records]
+    assert [r.topic for r in records] == ["leads.ingested", "leads.scored", "leads.handoff", "leads.handoff"]
+    assert [e.type.split(".")[2] for e in events] == ["received", "qualified", "assigned", "status_changed"]
+    assert {e.subject for e in events} == {"lead-1"}
+    assigned, accepted = events[2].data, events[3].data
+    assert assigned["assignment_id"] == accepted["assignment_id"] and accepted["status"] == "accepted"
+
+
+def test_applied_events_are_read_per_type_from_the_groups_counter() -> None:
+    exposition = """\
+# HELP baton_consumer_events_total Events a consumer group took.
+# TYPE baton_consumer_events_total counter
+baton_consumer_events_total{group="metrics",outcome="applied",type="baton.lead.received.v1"} 12.0
+baton_consumer_events_total{group="metrics",outcome="duplicate",type="baton.lead.received.v1"} 3.0
+baton_consumer_events_total{group="metrics",outcome="applied",type="baton.lead.scored.v1"} 7.0
+baton_consumer_events_total{group="scoring",outcome="applied",type="baton.lead.received.v1"} 40.0
+baton_consumer_events_created{group="metrics",outcome="applied",type="baton.lead.received.v1"} 1.7e9
+"""
+    assert applied_events(exposition) == {"baton.lead.received.v1": 12, "baton.lead.scored.v1": 7}
+    assert applied_events(exposition, "scoring") == {"baton.lead.received.v1": 40}
+
+
+def test_stream_events_are_read_once_their_blank_line_arrives() -> None:
+    parser = EventStreamParser()
+    lines = [": ping", "event: kpis", 'data: {"totals":', "data: {}}", "retry: 3000", "", "", "data: x", ""]
+
+    events = [e for e in (parser.feed(line) for line in lines) if e is not None]
+    assert events == [("kpis", '{"totals":\n{}}'), ("message", "x")]
