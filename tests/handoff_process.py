@@ -1,4 +1,5 @@
-"""Runs handoff replicas as separate processes, started as they are deployed, on the real Kafka and PostgreSQL.
+"""Runs Baton services (handoff's replicas, metrics) as separate processes, started as they are deployed, on the
+real Kafka and PostgreSQL.
 
 Each process's log is kept in a file and watched line by line, so that a test can wait on what the
 processes do (start-up, joining the consumer group) instead of guessing how long it takes.
@@ -12,7 +13,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,6 @@ from baton.cli import SERVICES
 from baton.events import CloudEvent, from_binary
 from tests.conftest import KAFKA_BOOTSTRAP
 
-HANDOFF_FACTORY = next(service.factory for service in SERVICES if service.name == "handoff")
-CONSUMER_GROUP = "handoff"
 READY_TIMEOUT_SECONDS = 60
 STOP_GRACE_SECONDS = 30
 # Joining waits out the broker's initial rebalance delay and a heartbeat of every member already in.
@@ -44,10 +43,15 @@ def free_port() -> int:
         return port
 
 
-def handoff_environment(
+def factory_of(service: str) -> str:
+    """The app factory uvicorn runs for a service (``baton_handoff.app:create_app`` for ``handoff``)."""
+    return next(spec.factory for spec in SERVICES if spec.name == service)
+
+
+def service_environment(
     *, database_url: str, topic_prefix: str, secret: str, data_dir: Path, **settings: str
 ) -> dict[str, str]:
-    """The environment of a production handoff replica: Kafka, PostgreSQL and a shared signing secret.
+    """The environment of a production replica of a service: Kafka, PostgreSQL and a shared signing secret.
 
     ``settings`` adds ``BATON_<NAME>`` variables (e.g. ``consumer_batch_size="10"``).
     """
@@ -66,10 +70,11 @@ def handoff_environment(
 
 
 @dataclass
-class HandoffProcess:
-    """One handoff replica: ``python -m uvicorn --factory baton_handoff.app:create_app`` on its own port."""
+class ServiceProcess:
+    """One replica of a service: ``python -m uvicorn --factory <its app factory>`` on its own port."""
 
     name: str
+    factory: str
     port: int
     env: Mapping[str, str]
     log_path: Path
@@ -95,7 +100,7 @@ class HandoffProcess:
             "-m",
             "uvicorn",
             "--factory",
-            HANDOFF_FACTORY,
+            self.factory,
             "--port",
             str(self.port),
             "--no-access-log",
@@ -158,7 +163,7 @@ class HandoffProcess:
 
 
 @asynccontextmanager
-async def within(seconds: float, *, what: str, replicas: Sequence[HandoffProcess]) -> AsyncIterator[None]:
+async def within(seconds: float, *, what: str, replicas: Sequence[ServiceProcess]) -> AsyncIterator[None]:
     """Bounds a wait; running out of time fails the test with what was awaited and the replicas' last logs."""
     try:
         async with asyncio.timeout(seconds):
@@ -168,7 +173,7 @@ async def within(seconds: float, *, what: str, replicas: Sequence[HandoffProcess
         raise AssertionError(f"no {what} within {seconds} s\n{tails}") from None
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], *, replicas: Sequence[HandoffProcess], what: str) -> None:
+async def wait_for(check: Callable[[], Awaitable[bool]], *, replicas: Sequence[ServiceProcess], what: str) -> None:
     """Checks again each time a replica logs something, until ``check`` holds; fails when a replica exits."""
     news = replicas[0].news
     while True:
@@ -180,7 +185,7 @@ async def wait_for(check: Callable[[], Awaitable[bool]], *, replicas: Sequence[H
         await news.wait()
 
 
-async def is_ready(client: httpx.AsyncClient, replica: HandoffProcess) -> bool:
+async def is_ready(client: httpx.AsyncClient, replica: ServiceProcess) -> bool:
     """Whether the replica's /readyz answers 200 (database and Kafka reachable)."""
     try:
         return (await client.get(f"{replica.url}/readyz")).status_code == 200
@@ -198,34 +203,36 @@ async def group_members(admin: AIOKafkaAdminClient, group: str, *, coordinator: 
 
 @dataclass
 class Replicas:
-    """handoff replicas sharing one database, one topic prefix, one consumer group and one signing secret."""
+    """Replicas of one service sharing one database, one topic prefix, one consumer group and one signing secret."""
 
-    processes: list[HandoffProcess]
+    processes: list[ServiceProcess]
     topic_prefix: str
     secret: str
     client: httpx.AsyncClient
+    group: str
+    """The consumer group the replicas share, without the topic prefix (``handoff``, ``metrics``)."""
 
     def token(self, *scopes: str) -> dict[str, str]:
         """An Authorization header every replica trusts."""
         return {"Authorization": f"Bearer {issue_token(self.secret, scopes=list(scopes))}"}
 
-    async def wait_ready(self, replica: HandoffProcess) -> None:
+    async def wait_ready(self, replica: ServiceProcess) -> None:
         """Waits until the replica's /readyz answers 200."""
         what = f"{replica.name} ready"
         async with within(READY_TIMEOUT_SECONDS, what=what, replicas=self.processes):
             await wait_for(lambda: is_ready(self.client, replica), replicas=self.processes, what=what)
 
-    async def start(self, replica: HandoffProcess) -> None:
+    async def start(self, replica: ServiceProcess) -> None:
         """Starts a replica (again) and waits until it is ready."""
         await replica.start()
         await self.wait_ready(replica)
 
     async def wait_until_all_in_group(self) -> None:
-        """Waits until the handoff consumer group is stable with every running replica in it.
+        """Waits until the consumer group is stable with every running replica in it.
 
         Nothing the replicas log marks this moment, so the group's coordinator is asked each round.
         """
-        group = f"{self.topic_prefix}{CONSUMER_GROUP}"
+        group = f"{self.topic_prefix}{self.group}"
         expected = sum(replica.running for replica in self.processes)
         what = f"{expected} members in consumer group {group}"
         admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA_BOOTSTRAP)
@@ -239,7 +246,7 @@ class Replicas:
         finally:
             await admin.close()
 
-    async def counted(self, replica: HandoffProcess, counter: str) -> float:
+    async def counted(self, replica: ServiceProcess, counter: str) -> float:
         """One counter of the replica's /metrics, summed over its labels: what it counted since it started."""
         response = await self.client.get(f"{replica.url}/metrics")
         assert response.status_code == 200, response.text
@@ -247,30 +254,38 @@ class Replicas:
             float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines() if line.startswith(f"{counter}{{")
         )
 
-    async def counted_assignments(self, replica: HandoffProcess) -> float:
+    async def counted_assignments(self, replica: ServiceProcess) -> float:
         """How many leads this replica says it handed to a rep (its baton_handoff_assignments_total)."""
         return await self.counted(replica, "baton_handoff_assignments_total")
 
-    async def counted_breaches(self, replica: HandoffProcess) -> float:
+    async def counted_breaches(self, replica: ServiceProcess) -> float:
         """How many SLA breaches this replica says it acted on (its baton_handoff_sla_breaches_total)."""
         return await self.counted(replica, "baton_handoff_sla_breaches_total")
 
 
 @asynccontextmanager
-async def handoff_replicas(
-    count: int, *, workdir: Path, database_url: str, topic_prefix: str, secret: str, **settings: str
+async def service_replicas(
+    service: str, count: int, *, workdir: Path, database_url: str, topic_prefix: str, secret: str, **settings: str
 ) -> AsyncIterator[Replicas]:
-    """``count`` handoff replicas, started together and ready; every one is stopped on the way out."""
-    env = handoff_environment(
+    """``count`` replicas of a service, started together and ready; every one is stopped on the way out."""
+    env = service_environment(
         database_url=database_url, topic_prefix=topic_prefix, secret=secret, data_dir=workdir / "data", **settings
     )
     news = asyncio.Event()
+    factory = factory_of(service)
     processes = [
-        HandoffProcess(name=f"handoff-{n}", port=free_port(), env=env, log_path=workdir / f"handoff-{n}.log", news=news)
+        ServiceProcess(
+            name=f"{service}-{n}",
+            factory=factory,
+            port=free_port(),
+            env=env,
+            log_path=workdir / f"{service}-{n}.log",
+            news=news,
+        )
         for n in range(1, count + 1)
     ]
     async with httpx.AsyncClient(timeout=10) as client:
-        replicas = Replicas(processes=processes, topic_prefix=topic_prefix, secret=secret, client=client)
+        replicas = Replicas(processes=processes, topic_prefix=topic_prefix, secret=secret, client=client, group=service)
         try:
             await asyncio.gather(*(process.start() for process in processes))
             for process in processes:
@@ -278,6 +293,21 @@ async def handoff_replicas(
             yield replicas
         finally:
             await asyncio.gather(*(process.stop() for process in processes), return_exceptions=True)
+
+
+def handoff_replicas(
+    count: int, *, workdir: Path, database_url: str, topic_prefix: str, secret: str, **settings: str
+) -> AbstractAsyncContextManager[Replicas]:
+    """``count`` handoff replicas, started together and ready; every one is stopped on the way out."""
+    return service_replicas(
+        "handoff",
+        count,
+        workdir=workdir,
+        database_url=database_url,
+        topic_prefix=topic_prefix,
+        secret=secret,
+        **settings,
+    )
 
 
 class TopicReader:
