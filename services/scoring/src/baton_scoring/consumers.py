@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -56,6 +57,7 @@ WITHHELD_REASON = "withheld"
 
 _MODEL_IN_FORCE_KEY = "baton_scoring_model_in_force"
 _ACCOUNTS_KEY = "baton_scoring_accounts"
+_BATCH_LEADS_KEY = "baton_scoring_batch_leads"
 
 
 async def current_model(session: AsyncSession) -> tuple[int, ScoringModel]:
@@ -70,6 +72,42 @@ async def current_model(session: AsyncSession) -> tuple[int, ScoringModel]:
     model = stored_model(newest.definition)
     session.info[_MODEL_IN_FORCE_KEY] = (transaction, newest.version, model)
     return newest.version, model
+
+
+@dataclass
+class _BatchLeads:
+    """The scores of the batch's leads, read and locked together, by lead id (None: no score yet)."""
+
+    transaction: object
+    leads: dict[str, LeadScore | None] = field(default_factory=dict)
+
+
+async def _lead_score(session: AsyncSession, lead_id: str) -> LeadScore | None:
+    """The lead's score row, locked for the transaction; the first call in a batch reads and locks the rows of
+    every lead of the batch with one statement, in lead-id order, rather than one statement per event."""
+    transaction = session.sync_session.get_transaction()
+    book: _BatchLeads | None = session.info.get(_BATCH_LEADS_KEY)
+    if book is None or book.transaction is not transaction:
+        book = session.info[_BATCH_LEADS_KEY] = _BatchLeads(transaction)
+    if lead_id not in book.leads:
+        wanted = (batch_lead_ids(session) - book.leads.keys()) | {lead_id}
+        book.leads.update(dict.fromkeys(wanted))
+        rows = await session.scalars(
+            select(LeadScore).where(LeadScore.lead_id.in_(wanted)).order_by(LeadScore.lead_id).with_for_update()
+        )
+        book.leads.update((lead.lead_id, lead) for lead in rows)
+    lead = book.leads[lead_id]
+    if lead is None or lead in session:
+        return lead
+    # Gone from the session since it was read (erased by this transaction): the database says what is left.
+    book.leads[lead_id] = lead = await session.get(LeadScore, lead_id, with_for_update=True)
+    return lead
+
+
+def _scored_first_time(session: AsyncSession, lead: LeadScore) -> None:
+    book: _BatchLeads | None = session.info.get(_BATCH_LEADS_KEY)
+    if book is not None and book.transaction is session.sync_session.get_transaction():
+        book.leads[lead.lead_id] = lead
 
 
 def engagement_events(rows: list[dict[str, Any]]) -> list[EngagementEvent]:
@@ -106,9 +144,12 @@ async def _accounts(session: AsyncSession, domain: str) -> dict[str, _Person]:
         wanted = LeadScore.account_domain == domain
     else:
         return book.people.setdefault(domain, {})
-    rows = await session.execute(
-        select(LeadScore.lead_id, LeadScore.account_domain, LeadScore.received_at, LeadScore.activities).where(wanted)
-    )
+    people = select(LeadScore.lead_id, LeadScore.account_domain, LeadScore.received_at, LeadScore.activities)
+    # Once the batch's accounts are read, the transaction's own changes to accounts are all known here (a lead
+    # is scored into its account only after its account is read), so a later account is read without flushing
+    # the batch's writes so far: they go out together at commit, not a few rows per account.
+    with session.no_autoflush if book.loaded else nullcontext():
+        rows = await session.execute(people.where(wanted))
     for lead_id, lead_domain, received_at, activities in rows:
         if lead_domain in book.loaded:
             continue  # the rows of an account already read are known here, the transaction's changes included
@@ -203,6 +244,7 @@ async def apply_score(session: AsyncSession, lead: LeadScore, *, at: datetime, c
     lead.breakdown, lead.model_version, lead.scored_at = breakdown, version, at
     if is_new:
         session.add(lead)
+        _scored_first_time(session, lead)
     if changed:
         session.add(
             ScoreHistory(
@@ -326,7 +368,7 @@ async def on_lead_received(event: Incoming[LeadReceived], session: AsyncSession)
     if await ERASED.holds(session, data.lead_id):
         _ignored_as_erased(event)  # a replay from the dead-letter queue, say: the person stays forgotten
         return
-    if await session.get(LeadScore, data.lead_id) is not None:
+    if await _lead_score(session, data.lead_id) is not None:
         logger.info("lead received again; already scored", extra={"lead_id": data.lead_id})
         return
     lead = LeadScore(
@@ -345,7 +387,7 @@ async def on_lead_received(event: Incoming[LeadReceived], session: AsyncSession)
 async def on_lead_updated(event: Incoming[LeadUpdated], session: AsyncSession) -> None:
     """Rescores a lead a duplicate post changed, as of the update."""
     data = event.data
-    lead = await session.get(LeadScore, data.lead_id, with_for_update=True)
+    lead = await _lead_score(session, data.lead_id)
     if lead is None:
         if await ERASED.holds(session, data.lead_id):
             _ignored_as_erased(event)
@@ -360,7 +402,7 @@ async def on_lead_updated(event: Incoming[LeadUpdated], session: AsyncSession) -
 async def on_lead_activity(event: Incoming[LeadActivity], session: AsyncSession) -> None:
     """Rescores a lead that engaged again, as of the activity; the same activity delivered twice counts once."""
     data = event.data
-    lead = await session.get(LeadScore, data.lead_id, with_for_update=True)
+    lead = await _lead_score(session, data.lead_id)
     if lead is None:
         if await ERASED.holds(session, data.lead_id):
             _ignored_as_erased(event)
