@@ -3,11 +3,11 @@
 A consumer applies many events in one transaction, so the read model is not written one statement
 per event: ``record_event`` keeps the events in the session, and just before the transaction commits
 they are applied together (see ``readmodel``) — one query for the batch's leads, one for its
-assignments, then one multi-row statement per table. They follow the transaction's fate like rows
-would: a rollback forgets the events it recorded, and a savepoint rolled back forgets its own and
-takes back into the session the events of enclosing transactions that were written inside it. Until
-the commit the tables do not show them, which is why nothing reads the read model in the
-transaction that records.
+assignments, then one statement per table, built once and run over the batch's rows. They follow the
+transaction's fate like rows would: a rollback forgets the events it recorded, and a savepoint rolled
+back forgets its own and takes back into the session the events of enclosing transactions that were
+written inside it. Until the commit the tables do not show them, which is why nothing reads the read
+model in the transaction that records.
 
 Concurrent batches (several replicas, each reading other partitions or topics) meet on a lead's
 progress row: the batch claims its leads' rows and locks them in lead order before it reads them, so
@@ -22,14 +22,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, delete, event, func, insert, select
+from sqlalchemy import ColumnElement, Table, delete, event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, Session, SessionTransaction
 
 from baton.consumer import Incoming
-from baton.db import insert_for
+from baton.db import dialect_insert, insert_for
 from baton.events import EventData, LeadStatusChanged, SlaBreached
 from baton_metrics.domain import (
     PIPELINE,
@@ -55,12 +56,10 @@ from baton_metrics.models import (
     LeadProgress,
 )
 from baton_metrics.models import Targets as TargetsRow
-from baton_metrics.readmodel import JourneyEntry, LeadPath, OpenAssignment, ReadModelBatch
+from baton_metrics.readmodel import LeadPath, OpenAssignment, ReadModelBatch
 from baton_metrics.schemas import GroupBy, KpiReport, PipelineReport, PipelineStep
 
 _EVENTS_KEY = "baton_metrics_events"
-# Nine parameters a row at most: well under SQLite's and asyncpg's limits on one statement's parameters.
-_ROWS_PER_STATEMENT = 500
 _KEYS_PER_QUERY = 1000
 TARGETS_ROW = 1
 
@@ -103,11 +102,10 @@ def _locked_rows(session: Session, table: Any, key: Any, keys: Sequence[str]) ->
 def _load(session: Session, events: Sequence[Incoming[EventData]]) -> ReadModelBatch:
     batch = ReadModelBatch()
     lead_ids = sorted({incoming.data.lead_id for incoming in events})
-    insert = insert_for(session)
-    for chunk in _chunks(lead_ids, _ROWS_PER_STATEMENT):
-        # Claiming the rows first gives the lock below a row to take for a lead never seen before.
-        claim = insert(LeadProgress).values([{"lead_id": lead_id, **_NO_PROGRESS} for lead_id in chunk])
-        session.execute(claim.on_conflict_do_nothing(index_elements=["lead_id"]))
+    dialect = session.get_bind().dialect.name
+    # Claiming the rows first gives the lock below a row to take for a lead never seen before.
+    if lead_ids:
+        session.execute(_claim_statement(dialect), [{"lead_id": lead_id, **_NO_PROGRESS} for lead_id in lead_ids])
     progress = LeadProgress.__table__
     for row in _locked_rows(session, progress, progress.c.lead_id, lead_ids):
         batch.leads[row["lead_id"]] = LeadPath(**row)
@@ -126,15 +124,60 @@ def _load(session: Session, events: Sequence[Incoming[EventData]]) -> ReadModelB
 
 _NO_PROGRESS = {"source": "", "campaign": "", "team": "", "rep_id": "", "erased": False}
 
-
-def _upsert(session: Session, model: Any, rows: Sequence[dict[str, Any]], *, key: list[str], set_: Any) -> None:
-    insert = insert_for(session)
-    for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
-        statement = insert(model).values(list(chunk))
-        session.execute(statement.on_conflict_do_update(index_elements=key, set_=set_(statement.excluded)))
+# The read model's statements are built once per dialect and run with a row of parameters each
+# (executemany): a multi-row VALUES built per batch cost SQLAlchemy far more CPU to construct and
+# compile, every batch anew, than the database took to run it. Core tables, not ORM entities: no
+# unit of work is involved, so the ORM's bulk path would only add per-row work.
 
 
-def _write_counts(session: Session, increments: list[KpiIncrement]) -> None:
+@cache
+def _claim_statement(dialect: str) -> Any:
+    return dialect_insert(dialect)(LeadProgress.__table__).on_conflict_do_nothing(index_elements=["lead_id"])
+
+
+@cache
+def _counts_statement(dialect: str) -> Any:
+    counters = KpiCounter.__table__
+    statement = dialect_insert(dialect)(counters)
+    return statement.on_conflict_do_update(
+        index_elements=["day", "source", "campaign", "team", "rep_id", "kpi"],
+        set_={
+            "count": counters.c.count + statement.excluded["count"],
+            "amount": counters.c.amount + statement.excluded.amount,
+        },
+    )
+
+
+@cache
+def _durations_statement(dialect: str) -> Any:
+    buckets = DurationBucket.__table__
+    statement = dialect_insert(dialect)(buckets)
+    return statement.on_conflict_do_update(
+        index_elements=["day", "source", "campaign", "team", "rep_id", "measure", "bucket"],
+        set_={"count": buckets.c.count + statement.excluded["count"]},
+    )
+
+
+@cache
+def _replace_statement(dialect: str, model: Any, key: str) -> Any:
+    statement = dialect_insert(dialect)(model.__table__)
+    columns = [column.name for column in model.__table__.columns if column.name != key]
+    return statement.on_conflict_do_update(
+        index_elements=[key], set_={name: statement.excluded[name] for name in columns}
+    )
+
+
+def _fields(item: Any) -> dict[str, Any]:
+    # A shallow copy: ``dataclasses.asdict`` deep-copies every value (a journey step's facts too).
+    return dict(vars(item))
+
+
+def _execute_many(session: Session, statement: Any, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(statement, rows)
+
+
+def _write_counts(session: Session, increments: list[KpiIncrement], dialect: str) -> None:
     rows = [
         {
             "day": row.cell.day,
@@ -148,54 +191,31 @@ def _write_counts(session: Session, increments: list[KpiIncrement]) -> None:
         }
         for row in combine(increments)
     ]
-    _upsert(
-        session,
-        KpiCounter,
-        rows,
-        key=["day", "source", "campaign", "team", "rep_id", "kpi"],
-        set_=lambda excluded: {
-            "count": KpiCounter.count + excluded.count,
-            "amount": KpiCounter.amount + excluded.amount,
-        },
-    )
+    _execute_many(session, _counts_statement(dialect), rows)
 
 
-def _write_durations(session: Session, cells: list[DurationCell]) -> None:
+def _write_durations(session: Session, cells: list[DurationCell], dialect: str) -> None:
     # In cell order, so that concurrent writers lock rows in the same order.
-    rows = [{**asdict(cell), "count": count} for cell, count in sorted(Counter(cells).items())]
-    _upsert(
-        session,
-        DurationBucket,
-        rows,
-        key=["day", "source", "campaign", "team", "rep_id", "measure", "bucket"],
-        set_=lambda excluded: {"count": DurationBucket.count + excluded.count},
-    )
-
-
-def _replace_all(model: Any, key: str) -> Any:
-    columns = [column.name for column in model.__table__.columns if column.name != key]
-    return lambda excluded: {name: excluded[name] for name in columns}
-
-
-def _write_journey(session: Session, entries: list[JourneyEntry]) -> None:
-    for chunk in _chunks(entries, _ROWS_PER_STATEMENT):
-        session.execute(insert(JourneyStep).values([asdict(entry) for entry in chunk]))
+    rows = [{**_fields(cell), "count": count} for cell, count in sorted(Counter(cells).items())]
+    _execute_many(session, _durations_statement(dialect), rows)
 
 
 def _write(session: Session, batch: ReadModelBatch) -> None:
-    _write_counts(session, batch.counts)
-    _write_durations(session, batch.durations)
-    leads = [asdict(batch.leads[lead_id]) for lead_id in sorted(batch.changed_leads)]
-    _upsert(session, LeadProgress, leads, key=["lead_id"], set_=_replace_all(LeadProgress, "lead_id"))
-    clocks = [asdict(batch.assignments[assignment_id]) for assignment_id in sorted(batch.opened)]
-    _upsert(
-        session, AssignmentClock, clocks, key=["assignment_id"], set_=_replace_all(AssignmentClock, "assignment_id")
-    )
+    dialect = session.get_bind().dialect.name
+    _write_counts(session, batch.counts, dialect)
+    _write_durations(session, batch.durations, dialect)
+    leads = [_fields(batch.leads[lead_id]) for lead_id in sorted(batch.changed_leads)]
+    _execute_many(session, _replace_statement(dialect, LeadProgress, "lead_id"), leads)
+    clocks = [_fields(batch.assignments[assignment_id]) for assignment_id in sorted(batch.opened)]
+    _execute_many(session, _replace_statement(dialect, AssignmentClock, "assignment_id"), clocks)
     for chunk in _chunks(sorted(batch.closed), _KEYS_PER_QUERY):
         session.execute(delete(AssignmentClock).where(AssignmentClock.assignment_id.in_(chunk)))
     for chunk in _chunks(sorted(batch.erased), _KEYS_PER_QUERY):
         session.execute(delete(JourneyStep).where(JourneyStep.lead_id.in_(chunk)))
-    _write_journey(session, batch.journey)
+    _execute_many(session, _JOURNEY_INSERT, [_fields(entry) for entry in batch.journey])
+
+
+_JOURNEY_INSERT = insert(cast(Table, JourneyStep.__table__))
 
 
 def _apply_events(session: Session, events: list[Incoming[EventData]]) -> None:
