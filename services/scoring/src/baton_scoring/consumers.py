@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -128,6 +127,16 @@ class _Accounts:
     transaction: object
     loaded: set[str] = field(default_factory=set)
     people: dict[str, dict[str, _Person]] = field(default_factory=dict)
+    homes: dict[str, set[str]] = field(default_factory=dict)
+    """The accounts each lead is among the people of, so that a lead that changed its domain leaves the old one."""
+
+    def place(self, domain: str, lead_id: str, person: _Person) -> None:
+        self.people.setdefault(domain, {})[lead_id] = person
+        self.homes.setdefault(lead_id, set()).add(domain)
+
+
+_ACCOUNT_PEOPLE = select(LeadScore.lead_id, LeadScore.account_domain, LeadScore.received_at, LeadScore.activities)
+_ONE_ACCOUNT = _ACCOUNT_PEOPLE.where(LeadScore.account_domain == bindparam("domain"))
 
 
 async def _accounts(session: AsyncSession, domain: str) -> dict[str, _Person]:
@@ -140,20 +149,19 @@ async def _accounts(session: AsyncSession, domain: str) -> dict[str, _Person]:
             LeadScore.lead_id.in_(batch_lead_ids(session)), LeadScore.account_domain.is_not(None)
         )
         wanted = or_(LeadScore.account_domain.in_(batch_domains), LeadScore.account_domain == domain)
+        rows = await session.execute(_ACCOUNT_PEOPLE.where(wanted))
     elif domain not in book.loaded:
-        wanted = LeadScore.account_domain == domain
+        # Once the batch's accounts are read, the transaction's own changes to accounts are all known here (a
+        # lead is scored into its account only after its account is read), so a later account is read without
+        # flushing the batch's writes so far: they go out together at commit, not a few rows per account.
+        with session.no_autoflush:
+            rows = await session.execute(_ONE_ACCOUNT, {"domain": domain})
     else:
         return book.people.setdefault(domain, {})
-    people = select(LeadScore.lead_id, LeadScore.account_domain, LeadScore.received_at, LeadScore.activities)
-    # Once the batch's accounts are read, the transaction's own changes to accounts are all known here (a lead
-    # is scored into its account only after its account is read), so a later account is read without flushing
-    # the batch's writes so far: they go out together at commit, not a few rows per account.
-    with session.no_autoflush if book.loaded else nullcontext():
-        rows = await session.execute(people.where(wanted))
     for lead_id, lead_domain, received_at, activities in rows:
         if lead_domain in book.loaded:
             continue  # the rows of an account already read are known here, the transaction's changes included
-        book.people.setdefault(lead_domain, {})[lead_id] = _Person(received_at, engagement_events(activities))
+        book.place(lead_domain, lead_id, _Person(received_at, engagement_events(activities)))
     book.loaded.add(domain)
     book.loaded.update(key for key in book.people if key is not None)
     return book.people.setdefault(domain, {})
@@ -171,10 +179,10 @@ async def _account_engagement(
     if domain is None:
         return None
     people = await _accounts(session, domain)
-    for other in session.info[_ACCOUNTS_KEY].people.values():
-        if other is not people:
-            other.pop(lead.lead_id, None)  # the lead changed its e-mail domain
-    people[lead.lead_id] = _Person(lead.received_at or at, activities)
+    book: _Accounts = session.info[_ACCOUNTS_KEY]
+    for other in book.homes.pop(lead.lead_id, set()) - {domain}:
+        book.people[other].pop(lead.lead_id, None)  # the lead changed its e-mail domain
+    book.place(domain, lead.lead_id, _Person(lead.received_at or at, activities))
     colleagues = [
         [a for a in person.activities if a.occurred_at <= at]
         for lead_id, person in people.items()
