@@ -5,7 +5,6 @@ the rebuild counted once too."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -30,6 +29,7 @@ from baton_metrics.consumers import HANDLERS
 from baton_metrics.models import DurationBucket, JourneyStep, KpiCounter
 from baton_metrics.rebuild import GROUP, READ_MODEL, RebuildRefused, RebuildReport, rebuild_read_model
 from baton_metrics.settings import MetricsSettings
+from tests.e2e.test_walking_skeleton import eventually
 from tests.unit.test_metrics_read_model import (
     ADS,
     ANA,
@@ -89,15 +89,6 @@ def per_topic(records: Sequence[Record]) -> dict[str, int]:
     return counts
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, what: str, within: float = WAIT_SECONDS) -> None:
-    """Polls an observable result until it holds, for a bounded time."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def inbox_count(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         query = select(func.count()).select_from(InboxEntry).where(InboxEntry.consumer_group == GROUP)
@@ -145,7 +136,9 @@ class LiveMetrics:
 
     async def applied_everything(self) -> None:
         expected = distinct_events(self.published)
-        await eventually(lambda: self._applied(expected), what=f"metrics to apply {expected} events")
+        await eventually(
+            lambda: self._applied(expected), what=f"metrics to apply {expected} events", within=WAIT_SECONDS
+        )
 
     async def _applied(self, expected: int) -> bool:
         return await inbox_count(self.engine) == expected
@@ -325,7 +318,7 @@ async def test_an_event_that_failed_live_fails_again_and_is_not_parked_a_second_
     async def parked_once() -> bool:
         return len(await live.bus.read(dlq_topic(LEADS_INGESTED))) == 1
 
-    await eventually(parked_once, what="live to park the undecodable event")
+    await eventually(parked_once, what="live to park the undecodable event", within=WAIT_SECONDS)
     rows_before = await read_model_rows(live.engine)
 
     report = await rebuild_read_model(live.settings)

@@ -24,19 +24,10 @@ from baton.logs import JsonFormatter
 from baton_metrics.app import create_app
 from baton_metrics.consumers import HANDLERS
 from baton_metrics.settings import MetricsSettings
+from tests.e2e.test_walking_skeleton import eventually
 from tests.unit.test_metrics_read_model import ANA, BEN, NOW, WEBINAR, _assigned, _at, _qualified, _received, scenario
 
 WAIT_SECONDS = 5.0
-
-
-async def eventually(condition: Callable[[], bool], *, what: str) -> None:
-    """Polls a condition until it holds, for WAIT_SECONDS at most."""
-    async with asyncio.timeout(WAIT_SECONDS):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass
@@ -60,7 +51,11 @@ async def serve(tmp_path: Path, clock: Callable[[], datetime]) -> AsyncIterator[
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
     serving = asyncio.create_task(server.serve())
     try:
-        await eventually(lambda: server.started, what="the server to start")
+
+        async def started() -> bool:
+            return bool(server.started)
+
+        await eventually(started, what="the server to start", within=WAIT_SECONDS)
         port = server.servers[0].sockets[0].getsockname()[1]
         runtime = app.state.runtime
         consumer = EventConsumer(
@@ -218,7 +213,11 @@ async def test_stream_notices_a_change_another_replica_applied(live: LiveMetrics
     try:
         async with stream(live, live.token()) as events:
             await events.next("sla")
-            await eventually(lambda: changes.version is not None, what="the poll to read the version")
+
+            async def version_read() -> bool:
+                return changes.version is not None
+
+            await eventually(version_read, what="the poll to read the version", within=WAIT_SECONDS)
             await elsewhere.on_batch([_received("l9", WEBINAR)])
 
             _, kpis = await events.next("kpis")
