@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -21,9 +22,12 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton.auth import issue_token
+from baton.bus.kafka import KafkaBus
 from baton.cli import SERVICES
+from baton.db import create_engine
 from baton.events import CloudEvent, from_binary
 from tests.conftest import KAFKA_BOOTSTRAP
 
@@ -345,3 +349,37 @@ class TopicReader:
         ]
         self.events.extend(arrived)
         return arrived
+
+
+@dataclass
+class KafkaInstallation:
+    """A service's installation on the real Kafka and PostgreSQL: its database, its topics and its secret."""
+
+    database_url: str
+    topic_prefix: str
+    secret: str
+    workdir: Path
+    engine: AsyncEngine
+    bus: KafkaBus
+
+
+@asynccontextmanager
+async def kafka_installation(*, workdir: Path, database_url: str, name: str) -> AsyncIterator[KafkaInstallation]:
+    """Baton's topics under a prefix named ``name``, single-replica as the local broker needs, and an engine on the
+    service's database; both closed afterwards."""
+    topic_prefix = f"{name}."
+    bus = KafkaBus(bootstrap_servers=KAFKA_BOOTSTRAP, prefix=topic_prefix, replication_factor=1)
+    await bus.start()
+    engine = create_engine(database_url)
+    try:
+        yield KafkaInstallation(
+            database_url=database_url,
+            topic_prefix=topic_prefix,
+            secret=secrets.token_urlsafe(48),
+            workdir=workdir,
+            engine=engine,
+            bus=bus,
+        )
+    finally:
+        await engine.dispose()
+        await bus.stop()

@@ -4,12 +4,10 @@ out of office."""
 
 from __future__ import annotations
 
-import secrets
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton.bus import Record
-from baton.bus.kafka import KafkaBus
-from baton.db import create_engine
 from baton.events import (
     LEADS_HANDOFF,
     CloudEvent,
@@ -33,7 +29,7 @@ from baton_handoff.domain import LEAD_HOLDING_STATUSES, OPEN_STATUSES
 from baton_handoff.models import Assignment, RepWorkload
 from baton_handoff.settings import HandoffSettings
 from tests.conftest import KAFKA_BOOTSTRAP
-from tests.handoff_process import Replicas, TopicReader, handoff_replicas, within
+from tests.handoff_process import KafkaInstallation, Replicas, TopicReader, handoff_replicas, kafka_installation, within
 from tests.unit.test_handoff_api import written_events
 
 pytestmark = pytest.mark.integration
@@ -46,16 +42,8 @@ ROOMY = 10_000
 SLA_TIMEOUT_SECONDS = 45
 
 
-@dataclass
-class Installation:
+class Installation(KafkaInstallation):
     """What the replicas of one test share: a fresh database, a topic prefix, a signing secret, a work folder."""
-
-    database_url: str
-    topic_prefix: str
-    secret: str
-    workdir: Path
-    engine: AsyncEngine
-    bus: KafkaBus
 
     @property
     def settings(self) -> HandoffSettings:
@@ -96,23 +84,8 @@ async def installation(
     tmp_path: Path, fresh_database: Callable[[str], Awaitable[str]], unique_name: str
 ) -> AsyncIterator[Installation]:
     database_url = await fresh_database("handoff")
-    topic_prefix = f"{unique_name}."
-    # Baton's topics exist, single-replica as the local broker needs, before any replica starts.
-    bus = KafkaBus(bootstrap_servers=KAFKA_BOOTSTRAP, prefix=topic_prefix, replication_factor=1)
-    await bus.start()
-    engine = create_engine(database_url)
-    try:
-        yield Installation(
-            database_url=database_url,
-            topic_prefix=topic_prefix,
-            secret=secrets.token_urlsafe(48),
-            workdir=tmp_path,
-            engine=engine,
-            bus=bus,
-        )
-    finally:
-        await engine.dispose()
-        await bus.stop()
+    async with kafka_installation(workdir=tmp_path, database_url=database_url, name=unique_name) as installed:
+        yield Installation(**vars(installed))
 
 
 def mql(n: int) -> LeadQualified:

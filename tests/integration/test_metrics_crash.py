@@ -3,7 +3,6 @@ stream of events (some delivered twice) and restarted, it ends with exactly the 
 
 from __future__ import annotations
 
-import secrets
 import signal
 import statistics
 from collections import Counter
@@ -22,8 +21,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton.bus import Record
-from baton.bus.kafka import KafkaBus
-from baton.db import create_engine
 from baton.events import (
     TOPICS,
     AssignmentStatus,
@@ -41,7 +38,14 @@ from baton.events import (
 )
 from baton_metrics.models import KpiCounter
 from tests.conftest import KAFKA_BOOTSTRAP
-from tests.handoff_process import Replicas, ServiceProcess, service_replicas, within
+from tests.handoff_process import (
+    KafkaInstallation,
+    Replicas,
+    ServiceProcess,
+    kafka_installation,
+    service_replicas,
+    within,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -60,16 +64,8 @@ CATCH_UP_TIMEOUT_SECONDS = 90
 APPLYING_TIMEOUT_SECONDS = 60
 
 
-@dataclass
-class Installation:
+class Installation(KafkaInstallation):
     """What the test shares with the metrics process: a fresh database, a topic prefix, a secret, a work folder."""
-
-    database_url: str
-    topic_prefix: str
-    secret: str
-    workdir: Path
-    engine: AsyncEngine
-    bus: KafkaBus
 
     def metrics(self) -> AbstractAsyncContextManager[Replicas]:
         """One metrics process on this installation, with small consumer batches; ready when entered."""
@@ -89,23 +85,8 @@ async def installation(
     tmp_path: Path, fresh_database: Callable[[str], Awaitable[str]], unique_name: str
 ) -> AsyncIterator[Installation]:
     database_url = await fresh_database("metrics")
-    topic_prefix = f"{unique_name}."
-    # Baton's topics exist, single-replica as the local broker needs, before metrics starts.
-    bus = KafkaBus(bootstrap_servers=KAFKA_BOOTSTRAP, prefix=topic_prefix, replication_factor=1)
-    await bus.start()
-    engine = create_engine(database_url)
-    try:
-        yield Installation(
-            database_url=database_url,
-            topic_prefix=topic_prefix,
-            secret=secrets.token_urlsafe(48),
-            workdir=tmp_path,
-            engine=engine,
-            bus=bus,
-        )
-    finally:
-        await engine.dispose()
-        await bus.stop()
+    async with kafka_installation(workdir=tmp_path, database_url=database_url, name=unique_name) as installed:
+        yield Installation(**vars(installed))
 
 
 # The stream: each lead's story, in the order it happened (and is published: a lead's handoff events in order).
