@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -14,7 +13,6 @@ from sqlalchemy.orm import InstrumentedAttribute
 from baton.bus import Record
 from baton.bus.embedded import EmbeddedLog
 from baton.consumer import EventConsumer
-from baton.db import create_engine, create_sessionmaker, migrate
 from baton.events import (
     LEADS_INGESTED,
     CloudEvent,
@@ -25,10 +23,12 @@ from baton.events import (
     LeadUpdated,
     dlq_topic,
 )
-from baton.outbox import SOURCE_KEY, OutboxEntry
+from baton.outbox import OutboxEntry
 from baton_scoring.consumers import HANDLERS
 from baton_scoring.models import ErasedLead, LeadScore, ScoreHistory
 from tests.unit.personal_data import GRACE, Person, lead_received, where_found
+from tests.unit.test_scoring_consumers import engine as engine  # noqa: F401 (a fixture)
+from tests.unit.test_scoring_consumers import sessions as sessions  # noqa: F401 (a fixture)
 
 ReadTopic = Callable[[EmbeddedLog, str], Awaitable[list[Record]]]
 NOW = datetime(2024, 5, 2, 9, 0, tzinfo=UTC)
@@ -41,20 +41,6 @@ ADA = Person(
     phone="+44 20 7946 0018",
     title="VP Engineering",
 )
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'scoring.db'}")
-    await migrate(engine, "baton_scoring:migrations")
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    # No relay: what scoring publishes stays in its outbox, where the tests can see it.
-    return create_sessionmaker(engine, **{SOURCE_KEY: "/baton/scoring"})
 
 
 @pytest.fixture
