@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from baton.auth import issue_token
 from baton.bus import Record
@@ -21,8 +22,10 @@ from baton.runtime import ServiceRuntime
 from baton_scoring.app import create_app
 from baton_scoring.consumers import HANDLERS
 from baton_scoring.model import DEFAULT_MODEL_V2
+from baton_scoring.models import Account
 from baton_scoring.settings import ScoringSettings
 from tests.unit.conftest import assert_problem
+from tests.unit.test_scoring_accounts import assert_accounts_match_their_people, kept_and_recomputed
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -264,3 +267,24 @@ async def test_calibration_counts_sales_outcomes_per_band_and_grade_and_suggests
     default_target = await scoring.client.get("/v1/calibration", headers=scoring.admin)
     assert default_target.json()["suggestion"]["why"] == "too_few_decisions"
     assert default_target.json()["suggestion"]["target_accept_rate"] == 0.7
+
+
+async def test_a_model_with_another_half_life_sums_every_account_afresh_under_it(
+    scoring: Scoring,
+) -> None:
+    webinar = [{"type": "webinar_attended"}]
+    await scoring.apply(
+        *(received(p, days_ago=20, email=f"{p}@acme.example", activities=webinar) for p in ("ann", "bob")),
+        received("cy", days_ago=5, email="cy@globex.example", activities=webinar),
+    )
+    runtime = scoring.runtime
+
+    response = await scoring.client.put("/v1/model", json=proposal(half_life_days=7.0), headers=scoring.admin)
+
+    assert response.status_code == 200
+    async with runtime.sessions() as session:
+        rows = (await session.scalars(select(Account))).all()
+        compared = await kept_and_recomputed(session)
+    assert {(row.domain, row.half_life_days) for row in rows} == {("acme.example", 7.0), ("globex.example", 7.0)}
+    assert_accounts_match_their_people(compared)
+    assert compared["acme.example"][0] == pytest.approx(20)  # both as of their one event, 20 days ago

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,10 +15,11 @@ from hypothesis import strategies as st
 
 from baton_scoring import domain as first_model
 from baton_scoring.engine import (
+    AccountEngagement,
     EngagementEvent,
     ScoreResult,
     account_domain,
-    account_engagement,
+    account_value,
     engagement_of,
     qualifies,
     score,
@@ -360,6 +362,14 @@ def committee_model() -> ScoringModel:
     )
 
 
+def account_engagement(model: ScoringModel, people: list[list[EngagementEvent]], at: datetime) -> float:
+    """The account of ``people``, each scored at ``at``."""
+    summed = AccountEngagement(model.half_life_days)
+    for activities in people:
+        summed.add(engagement_of(model, activities, at), at)
+    return account_value(summed.value_at(at))
+
+
 def test_a_buying_committee_of_lukewarm_people_qualifies_the_account() -> None:
     model = committee_model()
     lukewarm = [activity("webinar_attended", days_ago=30)]  # 5 points each, a month on
@@ -410,6 +420,74 @@ def test_each_person_is_capped_before_the_account_sums_them() -> None:
     model = model_with(engagement={"webinar_attended": {"points": 10}}, engagement_cap=20)
 
     assert account_engagement(model, [[activity("webinar_attended")] * 5, [activity("webinar_attended")]], AT) == 30
+
+
+def test_a_person_counts_in_the_account_with_their_engagement_when_last_scored_halved_every_half_life() -> None:
+    summed = AccountEngagement(half_life_days=30)
+    summed.add(10, AT - timedelta(days=60))
+    summed.add(8, AT - timedelta(days=30))
+
+    assert account_value(summed.value_at(AT)) == 10 * 0.25 + 8 * 0.5
+    assert account_value(summed.value_at(AT + timedelta(days=30))) == 10 * 0.125 + 8 * 0.25
+
+
+def test_a_contribution_taken_back_leaves_the_account_as_it_was() -> None:
+    summed = AccountEngagement(half_life_days=7)
+    summed.add(12.5, AT - timedelta(days=3))
+    summed.add(40, AT - timedelta(days=1))
+    summed.add(-40, AT - timedelta(days=1))
+
+    assert account_value(summed.value_at(AT)) == round(12.5 * 0.5 ** (3 / 7), 6)
+
+
+def test_an_account_read_as_of_an_earlier_moment_than_its_latest_counts_nobody_for_more_than_they_had() -> None:
+    summed = AccountEngagement(half_life_days=30)
+    summed.add(10, AT)
+
+    assert account_value(summed.value_at(AT - timedelta(days=30))) == 10
+
+
+def test_an_account_summed_over_centuries_of_half_lives_stays_finite_and_exact() -> None:
+    summed = AccountEngagement(half_life_days=1)
+    summed.add(50, AT)
+    for day in range(1, 2_001):
+        summed.add(1, AT + timedelta(days=day))
+        summed.add(-1, AT + timedelta(days=day))
+    summed.add(20, AT + timedelta(days=2_000))
+
+    assert summed.reference is not None and summed.reference > AT
+    assert account_value(summed.value_at(AT + timedelta(days=2_001))) == 10
+
+
+def test_an_account_value_is_never_negative_and_kept_to_a_millionth() -> None:
+    assert account_value(-1e-12) == 0
+    assert account_value(9.999_999_999_8) == 10
+    assert account_value(1.234_567_89) == 1.234568
+
+
+contributions = st.lists(
+    st.tuples(
+        st.floats(min_value=0, max_value=200, allow_nan=False),
+        st.floats(min_value=0, max_value=365, allow_nan=False).map(lambda days: AT + timedelta(days=days)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=200)
+@given(contributions, st.randoms(use_true_random=False))
+def test_an_account_is_the_sum_of_its_contributions_in_whatever_order_they_come(
+    added: list[tuple[float, datetime]], order: Any
+) -> None:
+    until = AT + timedelta(days=400)
+    shuffled = list(added)
+    order.shuffle(shuffled)
+    summed = AccountEngagement(half_life_days=30)
+    for points, at in shuffled:
+        summed.add(points, at)
+
+    expected = math.fsum(points * 0.5 ** ((until - at).total_seconds() / 86_400 / 30) for points, at in added)
+    assert summed.value_at(until) == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
 # --- determinism -------------------------------------------------------------------------------------------

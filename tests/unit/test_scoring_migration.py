@@ -1,9 +1,10 @@
-"""Migration 0003 keeps the leads scored before it: their facts fill the new columns, their history stays."""
+"""Migrations 0003 and 0004 keep the leads scored before them: their facts fill the new columns, their history
+stays, and their accounts are summed."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,32 @@ async def test_leads_scored_before_0003_get_source_campaign_account_and_a_first_
         ("lead-2", "webinar", "spring", None, 1, "mql", 1),
     ]
     assert history == 2
+
+
+async def test_accounts_are_summed_from_the_leads_scored_before_0004(engine: AsyncEngine) -> None:
+    await upgrade(engine, "0003")
+    people = [("lead-1", "engines.example", 12, 0), ("lead-2", "engines.example", 8, 30), ("lead-3", None, 20, 0)]
+    async with engine.begin() as conn:
+        for lead_id, domain, engagement, days_earlier in people:
+            await conn.execute(
+                text(
+                    "INSERT INTO lead_scores (lead_id, attributes, activities, score, fit_grade, engagement, "
+                    "breakdown, model_version, status, scored_at, account_domain, cycle) VALUES (:id, '{}', '[]', "
+                    ":engagement, 'C', :engagement, '[]', 2, 'nurture', :at, :domain, 1)"
+                ),
+                {
+                    "id": lead_id,
+                    "engagement": engagement,
+                    "domain": domain,
+                    "at": (SCORED_AT - timedelta(days=days_earlier)).isoformat(),
+                },
+            )
+
+    await upgrade(engine, "head")
+
+    async with engine.connect() as conn:
+        exact = (await conn.execute(text("SELECT lead_id, engagement_exact FROM lead_scores ORDER BY lead_id"))).all()
+        accounts = (await conn.execute(text("SELECT domain, half_life_days, weight FROM scoring_accounts"))).all()
+    assert [tuple(row) for row in exact] == [("lead-1", 12.0), ("lead-2", 8.0), ("lead-3", 20.0)]
+    # Summed as of the latest of them under version 2's half-life of 30 days: 12 + 8 halved once.
+    assert [tuple(row) for row in accounts] == [("engines.example", 30.0, 16.0)]

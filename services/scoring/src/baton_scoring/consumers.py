@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -30,13 +30,13 @@ from baton.events import (
     ScoreLine,
 )
 from baton.outbox import OutboxEntry, add_event
-from baton_scoring import observability
+from baton_scoring import accounts, observability
 from baton_scoring.engine import (
     EngagementEvent,
     QualificationReason,
     ScoreResult,
     account_domain,
-    account_engagement,
+    engagement_of,
     qualifies,
     score,
 )
@@ -55,7 +55,6 @@ WITHHELD_REASON = "withheld"
 """What calibration keeps of an erased lead's rejection reason, which sales may have written freely."""
 
 _MODEL_IN_FORCE_KEY = "baton_scoring_model_in_force"
-_ACCOUNTS_KEY = "baton_scoring_accounts"
 _BATCH_LEADS_KEY = "baton_scoring_batch_leads"
 
 
@@ -114,83 +113,6 @@ def engagement_events(rows: list[dict[str, Any]]) -> list[EngagementEvent]:
     return [EngagementEvent(row["type"], datetime.fromisoformat(row["occurred_at"])) for row in rows]
 
 
-@dataclass
-class _Person:
-    received_at: datetime
-    activities: list[EngagementEvent]
-
-
-@dataclass
-class _Accounts:
-    """The people of the accounts the transaction has looked at, by account domain and lead id."""
-
-    transaction: object
-    loaded: set[str] = field(default_factory=set)
-    people: dict[str, dict[str, _Person]] = field(default_factory=dict)
-    homes: dict[str, set[str]] = field(default_factory=dict)
-    """The accounts each lead is among the people of, so that a lead that changed its domain leaves the old one."""
-
-    def place(self, domain: str, lead_id: str, person: _Person) -> None:
-        self.people.setdefault(domain, {})[lead_id] = person
-        self.homes.setdefault(lead_id, set()).add(domain)
-
-
-_ACCOUNT_PEOPLE = select(LeadScore.lead_id, LeadScore.account_domain, LeadScore.received_at, LeadScore.activities)
-_ONE_ACCOUNT = _ACCOUNT_PEOPLE.where(LeadScore.account_domain == bindparam("domain"))
-
-
-async def _accounts(session: AsyncSession, domain: str) -> dict[str, _Person]:
-    """The people of an account; the first call in a batch reads every account of the batch's leads at once."""
-    transaction = session.sync_session.get_transaction()
-    book: _Accounts | None = session.info.get(_ACCOUNTS_KEY)
-    if book is None or book.transaction is not transaction:
-        book = session.info[_ACCOUNTS_KEY] = _Accounts(transaction)
-        batch_domains = select(LeadScore.account_domain).where(
-            LeadScore.lead_id.in_(batch_lead_ids(session)), LeadScore.account_domain.is_not(None)
-        )
-        wanted = or_(LeadScore.account_domain.in_(batch_domains), LeadScore.account_domain == domain)
-        rows = await session.execute(_ACCOUNT_PEOPLE.where(wanted))
-    elif domain not in book.loaded:
-        # Once the batch's accounts are read, the transaction's own changes to accounts are all known here (a
-        # lead is scored into its account only after its account is read), so a later account is read without
-        # flushing the batch's writes so far: they go out together at commit, not a few rows per account.
-        with session.no_autoflush:
-            rows = await session.execute(_ONE_ACCOUNT, {"domain": domain})
-    else:
-        return book.people.setdefault(domain, {})
-    for lead_id, lead_domain, received_at, activities in rows:
-        if lead_domain in book.loaded:
-            continue  # the rows of an account already read are known here, the transaction's changes included
-        book.place(lead_domain, lead_id, _Person(received_at, engagement_events(activities)))
-    book.loaded.add(domain)
-    book.loaded.update(key for key in book.people if key is not None)
-    return book.people.setdefault(domain, {})
-
-
-async def _account_engagement(
-    session: AsyncSession,
-    model: ScoringModel,
-    lead: LeadScore,
-    domain: str | None,
-    activities: list[EngagementEvent],
-    at: datetime,
-) -> float | None:
-    """The lead's account's engagement at ``at``: the people known by then, their activities by then, and the lead."""
-    if domain is None:
-        return None
-    people = await _accounts(session, domain)
-    book: _Accounts = session.info[_ACCOUNTS_KEY]
-    for other in book.homes.pop(lead.lead_id, set()) - {domain}:
-        book.people[other].pop(lead.lead_id, None)  # the lead changed its e-mail domain
-    book.place(domain, lead.lead_id, _Person(lead.received_at or at, activities))
-    colleagues = [
-        [a for a in person.activities if a.occurred_at <= at]
-        for lead_id, person in people.items()
-        if lead_id != lead.lead_id and person.received_at <= at
-    ]
-    return account_engagement(model, [activities, *colleagues], at)
-
-
 def breakdown_rows(result: ScoreResult) -> list[dict[str, Any]]:
     """A score's breakdown as stored and shown: every rule that fired, its exact points, and its value."""
     return [
@@ -241,7 +163,10 @@ async def apply_score(session: AsyncSession, lead: LeadScore, *, at: datetime, c
         at = lead.scored_at
     activities = engagement_events(lead.activities)
     domain = account_domain(model, lead.attributes)
-    account = await _account_engagement(session, model, lead, domain, activities, at)
+    own = engagement_of(model, activities, at)
+    account = await accounts.move(
+        session, lead, model_version=version, model=model, domain=domain, engagement=own, at=at
+    )
     result = score(model, lead.attributes, activities, account_engagement=account, at=at)
     is_new = lead.model_version is None
     before = None if is_new else (lead.score, lead.fit_grade)
@@ -249,6 +174,7 @@ async def apply_score(session: AsyncSession, lead: LeadScore, *, at: datetime, c
     breakdown = breakdown_rows(result)
     lead.account_domain = domain
     lead.score, lead.fit_grade, lead.engagement = result.score, result.grade, result.engagement
+    lead.engagement_exact = own
     lead.breakdown, lead.model_version, lead.scored_at = breakdown, version, at
     if is_new:
         session.add(lead)
@@ -469,6 +395,10 @@ async def on_lead_status_changed(event: Incoming[LeadStatusChanged], session: As
 async def on_lead_erased(event: Incoming[LeadErased], session: AsyncSession) -> None:
     """Forgets a lead's facts and scores, keeping a tombstone, and strips its details from events not yet published."""
     lead_id = event.data.lead_id
+    lead = await _lead_score(session, lead_id)
+    if lead is not None and lead.model_version is not None:
+        version, model = await current_model(session)
+        await accounts.leave(session, lead, model_version=version, model=model)
     await session.execute(delete(ScoreHistory).where(ScoreHistory.lead_id == lead_id))
     await session.execute(delete(LeadScore).where(LeadScore.lead_id == lead_id))
     await session.execute(

@@ -118,9 +118,55 @@ def account_domain(model: ScoringModel, lead_attributes: Mapping[str, object]) -
     return domain
 
 
-def account_engagement(model: ScoringModel, people: Iterable[Iterable[EngagementEvent]], at: datetime) -> float:
-    """An account's engagement: the sum of its people's (each capped as a person), the lead's own included."""
-    return math.fsum(engagement_of(model, activities, at) for activities in people)
+ACCOUNT_PRECISION: Final = 6
+"""An account's engagement is kept to a millionth of a point, so that sums taken in another order agree."""
+_REBASE_HALF_LIVES: Final = 64.0
+
+
+@dataclass
+class AccountEngagement:
+    """An account's engagement: each person's engagement as of the last time they were scored, halved every
+    half-life since, summed.
+
+    The sum is held as one weight at a reference time (``weight`` is the sum's value at ``reference``), so
+    that a person's contribution is added or taken back in constant time, whatever the account's size: a
+    contribution of ``points`` as of ``at`` adds ``points * 2 ** ((at - reference) / half-life)``. Exponential
+    decay is the same for every contribution, so the weight decays as a whole. The reference moves forward
+    when a contribution is far later than it, before the factor grows large.
+    """
+
+    half_life_days: float
+    reference: datetime | None = None
+    weight: float = 0.0
+    as_of: datetime | None = None
+    """The latest time a contribution was made as of: the account is never read as of an earlier time."""
+
+    def _half_lives(self, frm: datetime, to: datetime) -> float:
+        return (_aware(to, "at") - _aware(frm, "reference")).total_seconds() / SECONDS_PER_DAY / self.half_life_days
+
+    def add(self, points: float, at: datetime) -> None:
+        """Adds a person's engagement as of ``at`` (negative points take a contribution back)."""
+        if self.reference is None:
+            self.reference = at
+        elif self._half_lives(self.reference, at) > _REBASE_HALF_LIVES:
+            self.weight *= math.pow(0.5, self._half_lives(self.reference, at))
+            self.reference = at
+        self.weight += points * math.pow(2.0, self._half_lives(self.reference, at))
+        if self.as_of is None or at > self.as_of:
+            self.as_of = at
+
+    def value_at(self, at: datetime) -> float:
+        """The sum at ``at``, or at the account's latest contribution if that is later: a person counts with at
+        most the engagement they had when last scored, never more."""
+        if self.reference is None:
+            return 0.0
+        moment = at if self.as_of is None or at >= self.as_of else self.as_of
+        return self.weight * math.pow(0.5, self._half_lives(self.reference, moment))
+
+
+def account_value(total: float) -> float:
+    """An account's engagement as scored and shown: never below zero, to a millionth of a point."""
+    return max(round(total, ACCOUNT_PRECISION), 0.0)
 
 
 def email_domain(lead_attributes: Mapping[str, object]) -> str | None:
@@ -144,7 +190,7 @@ def score(
 ) -> ScoreResult:
     """Scores a lead at ``at``: fit rules in order (first match per group), engagement, account, hand-raisers.
 
-    ``account_engagement`` is the account's summed engagement at ``at`` (see ``account_engagement``), or None
+    ``account_engagement`` is the account's summed engagement at ``at`` (see ``AccountEngagement``), or None
     for a lead with no account (free mail); then rules on ``account_engagement`` do not match.
     """
     _aware(at, "at")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from baton.db import Base, UTCDateTime
@@ -44,11 +44,27 @@ class LeadScore(Base):
     score: Mapped[int] = mapped_column(Integer, default=0)
     fit_grade: Mapped[str] = mapped_column(String(1), default="D")
     engagement: Mapped[int] = mapped_column(Integer, default=0)
+    engagement_exact: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+    """Engagement before rounding, as of ``scored_at``: what the lead adds to its account."""
     breakdown: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     model_version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="nurture")
     qualified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Account(Base):
+    """An account's engagement, kept as its people's contributions are added and taken back (see
+    ``engine.AccountEngagement``): the sum over the leads whose ``account_domain`` it is of ``engagement_exact``
+    as of ``scored_at``, decayed with ``half_life_days``."""
+
+    __tablename__ = "scoring_accounts"
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    half_life_days: Mapped[float] = mapped_column(Float)
+    reference_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    weight: Mapped[float] = mapped_column(Float, default=0.0)
+    as_of: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ScoreHistory(Base):

@@ -7,9 +7,11 @@ its grade is the one at its last event. Both models are replayed, rather than co
 lead's recorded status, so the difference is the model change alone and not also whichever older version
 happened to score the lead. Nothing is written: the caller reads the leads and shows the counts.
 
-Accounts: a lead's account engagement at a moment sums the engagement, at that moment, of the people known
-by then (received at or before it) who share its account domain under that model — from ``leads`` and from
-``colleagues``, people outside the window who count towards accounts but are not counted themselves.
+Accounts, as the consumers keep them: a lead's account engagement at a moment sums, over the people sharing
+its account domain under that model and known by then (received at or before it), each one's engagement as of
+their latest event up to that moment, decayed to it — from ``leads`` and from ``colleagues``, people outside
+the window who count towards accounts but are not counted themselves. Each account's events are swept once in
+time order through the same running sum the consumers keep (``engine.AccountEngagement``).
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
 
 from baton.events import FitGrade
 from baton_scoring.engine import (
+    AccountEngagement,
     EngagementEvent,
     QualificationReason,
     account_domain,
-    account_engagement,
+    account_value,
+    engagement_of,
     qualifies,
     score,
 )
@@ -105,16 +110,14 @@ def _known(activities: Iterable[EngagementEvent], at: datetime) -> list[Engageme
     return [a for a in activities if a.occurred_at <= at]
 
 
-def replay(model: ScoringModel, lead: SimulatedLead, *, account: Sequence[SimulatedLead] | None = None) -> LeadReplay:
-    """Replays a lead's events under a model; ``account`` is everyone sharing its account (it included), or None."""
+def replay(model: ScoringModel, lead: SimulatedLead, *, account: Sequence[float] | None = None) -> LeadReplay:
+    """Replays a lead's events under a model; ``account`` is its account's engagement at each of its events (see
+    ``account_engagement``), or None for a lead without an account."""
     mql_at: datetime | None = None
     reason: QualificationReason | None = None
     result = None
-    for at in _event_times(lead):
-        engagement = None
-        if account is not None:
-            known_people = [_known(person.activities, at) for person in account if person.received_at <= at]
-            engagement = account_engagement(model, known_people, at)
+    for n, at in enumerate(_event_times(lead)):
+        engagement = None if account is None else account[n]
         result = score(model, lead.attributes, _known(lead.activities, at), account_engagement=engagement, at=at)
         if mql_at is None:
             reason = qualifies(model, result)
@@ -124,24 +127,48 @@ def replay(model: ScoringModel, lead: SimulatedLead, *, account: Sequence[Simula
     return LeadReplay(grade=result.grade, score=result.score, mql_at=mql_at, reason=reason)
 
 
-def _accounts(model: ScoringModel, people: Iterable[SimulatedLead]) -> dict[str, list[SimulatedLead]]:
-    accounts: dict[str, list[SimulatedLead]] = defaultdict(list)
-    for person in people:
-        domain = account_domain(model, person.attributes)
-        if domain is not None:
-            accounts[domain].append(person)
-    return accounts
+def account_engagement(model: ScoringModel, people: Sequence[SimulatedLead]) -> list[list[float]]:
+    """The engagement of an account of ``people`` at each event of each of them (in ``_event_times`` order).
+
+    Every event of the account is applied in time order, as the consumers apply them: the person's previous
+    contribution is taken back and their engagement at the event added. People with events at the same moment
+    all count at that moment.
+    """
+    moments = sorted(
+        (at, n, engagement_of(model, _known(person.activities, at), at))
+        for n, person in enumerate(people)
+        for at in _event_times(person)
+    )
+    summed = AccountEngagement(model.half_life_days)
+    latest: dict[int, tuple[float, datetime]] = {}
+    values: list[list[float]] = [[] for _ in people]
+    for at, together in groupby(moments, key=lambda moment: moment[0]):
+        persons = list(together)
+        for _, n, engagement in persons:
+            if n in latest:
+                summed.add(-latest[n][0], latest[n][1])
+            summed.add(engagement, at)
+            latest[n] = (engagement, at)
+        value = account_value(summed.value_at(at))
+        for _, n, _ in persons:
+            values[n].append(value)
+    return values
 
 
 def _replay_all(
     model: ScoringModel, leads: Sequence[SimulatedLead], colleagues: Sequence[SimulatedLead]
 ) -> list[LeadReplay]:
-    accounts = _accounts(model, [*leads, *colleagues])
-    replays: list[LeadReplay] = []
-    for lead in leads:
-        domain = account_domain(model, lead.attributes)
-        replays.append(replay(model, lead, account=None if domain is None else accounts[domain]))
-    return replays
+    everyone = [*leads, *colleagues]
+    accounts: dict[str, list[int]] = defaultdict(list)
+    for n, person in enumerate(everyone):
+        domain = account_domain(model, person.attributes)
+        if domain is not None:
+            accounts[domain].append(n)
+    engagement: dict[int, list[float]] = {}
+    for members in accounts.values():
+        values = account_engagement(model, [everyone[n] for n in members])
+        engagement.update(zip(members, values, strict=True))
+    return [replay(model, lead, account=engagement.get(n)) for n, lead in enumerate(leads)]
 
 
 def _difference(before: LeadReplay, after: LeadReplay) -> SimulationCounts:

@@ -6,11 +6,12 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from baton.errors import Conflict, NotFound, Unprocessable
 from baton.web import AdminDep, NowDep, SessionDep
+from baton_scoring import accounts
 from baton_scoring.model import InvalidModel, parse_model, stored_model
 from baton_scoring.models import ModelVersion
 from baton_scoring.schemas import ModelOut, ModelVersionOut
@@ -49,13 +50,18 @@ async def put_model(definition: ModelBody, session: SessionDep, now: NowDep, _: 
     except InvalidModel as invalid:
         raise Unprocessable(f"the scoring model is not valid: {invalid}", errors=invalid.errors) from None
     async with session.begin():
-        newest = await session.scalar(select(func.max(ModelVersion.version)))
-        row = ModelVersion(version=(newest or 0) + 1, definition=model.model_dump(mode="json"), created_at=now)
+        newest = await session.scalar(select(ModelVersion).order_by(ModelVersion.version.desc()).limit(1))
+        row = ModelVersion(
+            version=(newest.version if newest else 0) + 1, definition=model.model_dump(mode="json"), created_at=now
+        )
         session.add(row)
         try:
             await session.flush()
         except IntegrityError:
             raise Conflict("another model was put at the same moment; read it and try again") from None
+        if newest is None or stored_model(newest.definition).half_life_days != model.half_life_days:
+            # Accounts' sums decay with the half-life: summed afresh, with the new version, under the new one.
+            await accounts.rebuild(session, model.half_life_days)
     # The audit line names the version and its shape, never who sent it nor anything about a lead.
     logger.info(
         "scoring model version put in force",
