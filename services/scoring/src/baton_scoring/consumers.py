@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 
 from baton.consumer import Incoming, LeadSet, batch_lead_ids, handlers
 from baton.db import insert_for
@@ -193,7 +192,7 @@ async def apply_score(session: AsyncSession, lead: LeadScore, *, at: datetime, c
             )
         )
     reason = _qualification(model, lead, result, activities, before)
-    qualified = reason is not None and await _claim_cycle(session, lead, at=at)
+    qualified = reason is not None and _claim_cycle(lead, at=at)
     # An MQL's lead.qualified always follows the lead.scored that made it one, even an unchanged score's
     # (a hand raised), so that what reads the topic sees the score that qualified it just before.
     if changed or qualified:
@@ -216,21 +215,17 @@ async def apply_score(session: AsyncSession, lead: LeadScore, *, at: datetime, c
     return changed
 
 
-async def _claim_cycle(session: AsyncSession, lead: LeadScore, *, at: datetime) -> bool:
-    """Makes the lead an MQL of its cycle if it is not one yet; the database decides, so a redelivered or
-    concurrent crossing that finds the cycle already qualified gets False."""
-    await session.flush()
-    claimed = await session.execute(
-        update(LeadScore)
-        .where(LeadScore.lead_id == lead.lead_id, LeadScore.cycle == lead.cycle, LeadScore.status == "nurture")
-        .values(status="mql", qualified_at=at)
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(claimed, "rowcount", 0) != 1:
-        await session.refresh(lead, ["status", "qualified_at", "cycle"])
+def _claim_cycle(lead: LeadScore, *, at: datetime) -> bool:
+    """Makes the lead an MQL of its cycle if it is not one yet.
+
+    The lead's row is this transaction's until it commits — read ``FOR UPDATE`` with its batch (or by the
+    recycle's or the rescore's own statement), or inserted by it, which the primary key makes one transaction's
+    only — so the status seen here is the database's: a redelivered or concurrent crossing applied after
+    this one commits finds the cycle already qualified and gets False.
+    """
+    if lead.status != "nurture":
         return False
-    set_committed_value(lead, "status", "mql")
-    set_committed_value(lead, "qualified_at", at)
+    lead.status, lead.qualified_at = "mql", at
     return True
 
 
@@ -244,9 +239,8 @@ async def _publish_qualified(
     at: datetime,
 ) -> None:
     """Publishes lead.qualified and keeps what qualified the lead, for calibration."""
-    await session.execute(
-        insert_for(session)(MqlOutcome)
-        .values(
+    session.add(
+        MqlOutcome(
             lead_id=lead.lead_id,
             cycle=lead.cycle,
             score=result.score,
@@ -259,7 +253,6 @@ async def _publish_qualified(
             won=False,
             updated_at=at,
         )
-        .on_conflict_do_nothing(index_elements=[MqlOutcome.lead_id, MqlOutcome.cycle])
     )
     add_event(
         session,
