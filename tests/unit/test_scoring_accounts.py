@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from baton.consumer import EventConsumer
 from baton.events import LeadErased, LeadUpdated
 from baton_scoring.models import Account, LeadScore
-from tests.unit.test_scoring_consumers import RECEIVED, activity, lead, received, records
+from tests.unit.test_scoring_consumers import RECEIVED, account_line, activity, lead, received, records
 from tests.unit.test_scoring_consumers import engine as engine  # noqa: F401 (a fixture)
 from tests.unit.test_scoring_consumers import scoring as scoring  # noqa: F401 (a fixture)
 from tests.unit.test_scoring_consumers import sessions as sessions  # noqa: F401 (a fixture)
@@ -52,10 +52,6 @@ async def kept_and_recomputed(session: AsyncSession) -> dict[str, tuple[float, f
 def assert_accounts_match_their_people(compared: dict[str, tuple[float, float]]) -> None:
     for domain, (kept, recomputed) in compared.items():
         assert kept == pytest.approx(recomputed, rel=1e-9, abs=1e-9), domain
-
-
-def account_line(row: LeadScore) -> float | None:
-    return next((line["value"] for line in row.breakdown if line["kind"] == "account"), None)
 
 
 async def test_an_account_stays_the_sum_of_its_people_through_new_people_activities_moves_and_erasures(

@@ -113,6 +113,11 @@ async def published(sessions: async_sessionmaker[AsyncSession], lead_id: str) ->
         return [CloudEvent.model_validate_json(p).payload() for p in payloads]
 
 
+def account_line(row: LeadScore) -> float | None:
+    """The account engagement a lead's breakdown shows (None: no account)."""
+    return next((line["value"] for line in row.breakdown if line["kind"] == "account"), None)
+
+
 async def lead(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> LeadScore:
     async with sessions() as session:
         row = await session.get(LeadScore, lead_id)
@@ -258,12 +263,9 @@ async def test_colleagues_engagement_adds_up_in_the_account_and_a_rule_can_use_i
         )
     )
 
-    def account(row: LeadScore) -> float | None:
-        return next((line["value"] for line in row.breakdown if line["kind"] == "account"), None)
-
-    assert account(await lead(sessions, "l2")) == 15
-    assert account(await lead(sessions, "l1")) == 10  # as of its own activity, before Bob's download
-    assert account(await lead(sessions, "l3")) is None  # free mail: no account
+    assert account_line(await lead(sessions, "l2")) == 15
+    assert account_line(await lead(sessions, "l1")) == 10  # as of its own activity, before Bob's download
+    assert account_line(await lead(sessions, "l3")) is None  # free mail: no account
 
 
 async def test_sales_outcomes_of_each_cycle_are_kept_for_calibration(
