@@ -35,6 +35,13 @@ GRACE = Person(
     phone="+1 202 555 0143",
     title="Chief Technology Officer",
 )
+ADA = Person(
+    email="ada.lovelace@engines.example",
+    first_name="Ada",
+    last_name="Lovelace",
+    phone="+44 20 7946 0018",
+    title="VP Engineering",
+)
 
 
 def lead_received(person: Person, *, lead_id: str, **changes: Any) -> LeadReceived:

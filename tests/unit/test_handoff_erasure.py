@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,24 +20,17 @@ from baton.events import CloudEvent, LeadErased, LeadQualified, LeadStatusChange
 from baton_handoff.models import Assignment, ErasedLead
 from baton_handoff.settings import HandoffSettings
 from baton_handoff.webhooks import WebhookDelivery
-from tests.unit.personal_data import GRACE, Person, where_found
+from tests.unit.personal_data import ADA, GRACE, Person, where_found
 from tests.unit.test_handoff_api import (
     ANA,
-    LONG_SLA,
     NOW,
     Handoff,
     open_counts,
     written_events,
 )
+from tests.unit.test_handoff_api import settings as settings  # noqa: F401 (a fixture)
 from tests.unit.test_handoff_webhooks import SteppingClock, apply, create_webhook, handoff_at_rest, incoming
 
-ADA = Person(
-    email="ada.lovelace@engines.example",
-    first_name="Ada",
-    last_name="Lovelace",
-    phone="+44 20 7946 0018",
-    title="VP Engineering",
-)
 # Lead ids are opaque: they name nobody, and stay after an erasure.
 GRACE_ID, ADA_ID, NOBODY_ID = (f"0b5e2c7d-41a3-4f0e-9c6d-00000000000{n}" for n in range(3))
 # A rule that fails on Grace's title, so that her routing decision quotes it.
@@ -143,11 +135,6 @@ async def grace_lost_once_then_holds_the_reps_only_place(handoff: Handoff) -> st
     [open_one] = await handoff.assignments(status="assigned")
     assert open_one["lead_id"] == GRACE_ID
     return str(open_one["assignment_id"])
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> HandoffSettings:
-    return HandoffSettings(data_dir=tmp_path, **LONG_SLA)
 
 
 @asynccontextmanager
