@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from baton_scoring.domain import (
+from tests.unit.scoring_first_model import (
     DEFAULT_MODEL,
     EngagementEvent,
     FitRule,

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baton_scoring import domain as first_model
 from baton_scoring.engine import (
     AccountEngagement,
     EngagementEvent,
@@ -25,6 +24,7 @@ from baton_scoring.engine import (
     score,
 )
 from baton_scoring.model import DEFAULT_MODEL_V2, ScoringModel, parse_model
+from tests.unit import scoring_first_model as first_model
 
 AT = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 

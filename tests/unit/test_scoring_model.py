@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from baton_scoring import domain as first_model
 from baton_scoring.model import (
     DEFAULT_MODEL_V2,
     MAX_MATCHED_TEXT,
@@ -23,6 +22,7 @@ from baton_scoring.model import (
     regex_problem,
     stored_model,
 )
+from tests.unit import scoring_first_model as first_model
 
 
 def definition(*rules: dict[str, Any], **overrides: Any) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The first scoring model and its scorer, as they were before the model became versioned data.
 
-The service no longer uses them (``model``, ``engine`` and ``consumers`` do the scoring); they stay as the
-reference that the default model (``model.DEFAULT_MODEL_V2``) is proven against, lead for lead, in the
+The service does not use them (``baton_scoring.model``, ``engine`` and ``consumers`` do the scoring); they are
+the reference that the default model (``model.DEFAULT_MODEL_V2``) is proven against, lead for lead, in the
 tests of the engine and the model, and that migration 0001's version 1 was written from."""
 
 from __future__ import annotations
