@@ -32,15 +32,13 @@ from baton.events import (
     LeadReceived,
     LeadScored,
     LeadStatusChanged,
-    RoutingAttributes,
     new_id,
     utcnow,
 )
 from bench.pipeline import AssignmentWatcher, Baton, EmbeddedAssignments, KafkaAssignments, hand_raiser
-from bench.routing import PUBLISH_CHUNK, make_room, scored_bus
+from bench.routing import PUBLISH_CHUNK, make_room, qualified_record, scored_bus
 
 INGEST_SOURCE = "/baton/lead-ingest"
-SCORING_SOURCE = "/baton/scoring"
 HANDOFF_SOURCE = "/baton/handoff"
 METRICS_GROUP = "metrics"
 SCORED = LeadScored.event_type
@@ -90,33 +88,21 @@ def mix_records(lead_id: str, lead: Mapping[str, Any], *, rep_id: str) -> list[R
         The four records, in the order they happen.
     """
     now = utcnow()
-    attributes = RoutingAttributes.model_validate({k: lead[k] for k in RoutingAttributes.model_fields if k in lead})
-    assignment_id = new_id()
-    where = {"lead_id": lead_id, "assignment_id": assignment_id, "rep_id": rep_id, "team": "bench"}
+    where = {"lead_id": lead_id, "assignment_id": new_id(), "rep_id": rep_id, "team": "bench"}
     dimensions = {"source": lead.get("source"), "campaign": lead.get("campaign")}
-    events: list[tuple[EventData, str]] = [
-        (
-            LeadQualified(lead_id=lead_id, score=90, fit_grade="A", reason="hand-raiser", lead=attributes),
-            SCORING_SOURCE,
+    handoff: list[EventData] = [
+        LeadAssigned(
+            **where,
+            **dimensions,
+            rule="bench",
+            attempt=1,
+            accept_due_at=now + timedelta(hours=1),
+            touch_due_at=now + timedelta(hours=4),
         ),
-        (
-            LeadAssigned(
-                **where,
-                **dimensions,
-                rule="bench",
-                attempt=1,
-                accept_due_at=now + timedelta(hours=1),
-                touch_due_at=now + timedelta(hours=4),
-            ),
-            HANDOFF_SOURCE,
-        ),
-        (
-            LeadStatusChanged(**where, **dimensions, status="accepted", occurred_at=now + timedelta(minutes=1)),
-            HANDOFF_SOURCE,
-        ),
+        LeadStatusChanged(**where, **dimensions, status="accepted", occurred_at=now + timedelta(minutes=1)),
     ]
-    return [received_record(lead_id, lead)] + [
-        Record.from_event(CloudEvent.wrap(event, source=source)) for event, source in events
+    return [received_record(lead_id, lead), qualified_record(lead_id, lead)] + [
+        Record.from_event(CloudEvent.wrap(event, source=HANDOFF_SOURCE)) for event in handoff
     ]
 
 
