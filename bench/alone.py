@@ -36,7 +36,7 @@ from baton.events import (
     utcnow,
 )
 from bench.pipeline import AssignmentWatcher, Baton, EmbeddedAssignments, KafkaAssignments, hand_raiser
-from bench.routing import PUBLISH_CHUNK, make_room, qualified_record, scored_bus
+from bench.routing import make_room, publish_all, qualified_record, saturated_rate, scored_bus
 
 INGEST_SOURCE = "/baton/lead-ingest"
 HANDOFF_SOURCE = "/baton/handoff"
@@ -106,13 +106,6 @@ def mix_records(lead_id: str, lead: Mapping[str, Any], *, rep_id: str) -> list[R
     ]
 
 
-async def _publish(bus: Bus, records: list[Record]) -> float:
-    started = time.perf_counter()
-    for first in range(0, len(records), PUBLISH_CHUNK):
-        await bus.publish(records[first : first + PUBLISH_CHUNK])
-    return time.perf_counter() - started
-
-
 async def scored_rate(
     bus: Bus, watcher: AssignmentWatcher, *, tag: str, leads: int, wait_seconds: float
 ) -> dict[str, Any]:
@@ -126,26 +119,11 @@ async def scored_rate(
         wait_seconds: How long to wait for the last scores.
 
     Returns:
-        ``leads_per_second`` (leads ÷ time from the first publish until the last ``lead.scored`` was seen;
-        when some never were, those seen ÷ time until the last of them), ``leads``, ``scored``, ``missing``,
-        ``completed``, ``elapsed_seconds``, ``publish_seconds``.
+        As ``bench.routing.saturated_rate`` gives it, with ``scored`` counting the leads seen scored.
     """
     ids = [new_id() for _ in range(leads)]
     made = [(lead_id, received_record(lead_id, nurture_lead(tag, n))) for n, lead_id in enumerate(ids)]
-    started = time.perf_counter()
-    publish_seconds = await _publish(bus, [record for _, record in made])
-    completed = await watcher.wait_for(ids, wait_seconds)
-    seen = [watcher.seen[lead_id].at for lead_id in ids if lead_id in watcher.seen]
-    elapsed = (max(seen) if seen else time.perf_counter()) - started
-    return {
-        "leads_per_second": len(seen) / elapsed if seen and elapsed > 0 else None,
-        "leads": leads,
-        "scored": len(seen),
-        "missing": leads - len(seen),
-        "completed": completed,
-        "elapsed_seconds": round(elapsed, 2),
-        "publish_seconds": round(publish_seconds, 3),
-    }
+    return await saturated_rate(bus, watcher, made, seen_as="scored", wait_seconds=wait_seconds)
 
 
 def applied_events(exposition: str, group: str = METRICS_GROUP) -> dict[str, int]:
@@ -206,7 +184,7 @@ async def metrics_rate(bus: Bus, baton: Baton, *, tag: str, leads: int, wait_sec
     ]
     before = await _applied(baton)
     started = time.perf_counter()
-    publish_seconds = await _publish(bus, records)
+    publish_seconds = await publish_all(bus, records)
     deadline = started + wait_seconds
     completed = False
     gained: dict[str, int] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -97,34 +97,52 @@ async def make_room(baton: Baton) -> list[str]:
     return reps
 
 
+async def publish_all(bus: Bus, records: Sequence[Record]) -> float:
+    """Publishes ``records`` as fast as the bus takes them, ``PUBLISH_CHUNK`` at a time; the seconds it took."""
+    started = time.perf_counter()
+    for first in range(0, len(records), PUBLISH_CHUNK):
+        await bus.publish(records[first : first + PUBLISH_CHUNK])
+    return time.perf_counter() - started
+
+
+async def saturated_rate(
+    bus: Bus, watcher: AssignmentWatcher, made: Sequence[tuple[str, Record]], *, seen_as: str, wait_seconds: float
+) -> dict[str, Any]:
+    """Publishes ``made`` (lead id, record) as fast as the bus takes them, then waits until the watcher saw every lead.
+
+    Returns:
+        ``leads_per_second`` (leads ÷ time from the first publish until the last lead was seen; when some never
+        were, those seen ÷ time until the last of them), ``leads``, ``seen_as`` (how many were seen),
+        ``missing``, ``completed``, ``elapsed_seconds``, ``publish_seconds`` (how long publishing took).
+    """
+    ids = [lead_id for lead_id, _ in made]
+    records = [record for _, record in made]
+    started = time.perf_counter()
+    publish_seconds = await publish_all(bus, records)
+    completed = await watcher.wait_for(ids, wait_seconds)
+    seen = [watcher.seen[lead_id].at for lead_id in ids if lead_id in watcher.seen]
+    elapsed = (max(seen) if seen else time.perf_counter()) - started
+    return {
+        "leads_per_second": len(seen) / elapsed if seen and elapsed > 0 else None,
+        "leads": len(made),
+        seen_as: len(seen),
+        "missing": len(made) - len(seen),
+        "completed": completed,
+        "elapsed_seconds": round(elapsed, 2),
+        "publish_seconds": round(publish_seconds, 3),
+    }
+
+
 async def routed_rate(
     bus: Bus, watcher: AssignmentWatcher, *, tag: str, leads: int, wait_seconds: float
 ) -> dict[str, Any]:
     """Saturated: publishes ``leads`` MQLs as fast as the bus takes them, then waits for every assignment.
 
     Returns:
-        ``leads_per_second`` (leads ÷ time from the first publish until the last assignment was
-        seen; when some never were, those seen ÷ time until the last of them), ``leads``, ``assigned``,
-        ``missing``, ``completed``, ``elapsed_seconds``, ``publish_seconds`` (how long publishing took).
+        As ``saturated_rate`` gives it, with ``assigned`` counting the leads seen assigned.
     """
     made = qualified_records(tag, leads)
-    ids = [lead_id for lead_id, _ in made]
-    started = time.perf_counter()
-    for first in range(0, len(made), PUBLISH_CHUNK):
-        await bus.publish([record for _, record in made[first : first + PUBLISH_CHUNK]])
-    published = time.perf_counter()
-    completed = await watcher.wait_for(ids, wait_seconds)
-    seen = [watcher.seen[lead_id].at for lead_id in ids if lead_id in watcher.seen]
-    elapsed = (max(seen) if seen else time.perf_counter()) - started
-    return {
-        "leads_per_second": len(seen) / elapsed if seen and elapsed > 0 else None,
-        "leads": leads,
-        "assigned": len(seen),
-        "missing": leads - len(seen),
-        "completed": completed,
-        "elapsed_seconds": round(elapsed, 2),
-        "publish_seconds": round(published - started, 3),
-    }
+    return await saturated_rate(bus, watcher, made, seen_as="assigned", wait_seconds=wait_seconds)
 
 
 async def routing_latency(
