@@ -136,6 +136,11 @@ def _qualification(
     In a lead's first cycle that is the model's decision. A lead recycled by sales qualifies again only by
     raising its hand after it came back, or by crossing the threshold from below: a score that stayed high
     does not send it straight back to the sales team that just returned it.
+
+    A lead already an MQL of its cycle is not one again. Its row is this transaction's until it commits —
+    read ``FOR UPDATE`` with its batch (or by the recycle's or the rescore's own statement), or inserted by
+    it, which the primary key makes one transaction's only — so the status seen here is the database's: a
+    redelivered or concurrent crossing applied after this one commits finds the cycle already qualified.
     """
     if lead.status != "nurture":
         return None
@@ -192,7 +197,9 @@ async def apply_score(session: AsyncSession, lead: LeadScore, *, at: datetime, c
             )
         )
     reason = _qualification(model, lead, result, activities, before)
-    qualified = reason is not None and _claim_cycle(lead, at=at)
+    qualified = reason is not None
+    if qualified:
+        lead.status, lead.qualified_at = "mql", at
     # An MQL's lead.qualified always follows the lead.scored that made it one, even an unchanged score's
     # (a hand raised), so that what reads the topic sees the score that qualified it just before.
     if changed or qualified:
@@ -208,25 +215,10 @@ async def apply_score(session: AsyncSession, lead: LeadScore, *, at: datetime, c
             ),
         )
         observability.scored(session, model_version=version)
-    if qualified:
-        assert reason is not None
+    if reason is not None:
         await _publish_qualified(session, lead, result, reason, version=version, at=at)
     observability.SCORING_SECONDS.observe(time.perf_counter() - started)
     return changed
-
-
-def _claim_cycle(lead: LeadScore, *, at: datetime) -> bool:
-    """Makes the lead an MQL of its cycle if it is not one yet.
-
-    The lead's row is this transaction's until it commits — read ``FOR UPDATE`` with its batch (or by the
-    recycle's or the rescore's own statement), or inserted by it, which the primary key makes one transaction's
-    only — so the status seen here is the database's: a redelivered or concurrent crossing applied after
-    this one commits finds the cycle already qualified and gets False.
-    """
-    if lead.status != "nurture":
-        return False
-    lead.status, lead.qualified_at = "mql", at
-    return True
 
 
 async def _publish_qualified(
