@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,14 @@ from baton.events import (
     new_id,
     utcnow,
 )
-from bench.pipeline import AssignmentWatcher, Baton, EmbeddedAssignments, KafkaAssignments, hand_raiser
+from bench.pipeline import (
+    AssignmentWatcher,
+    Baton,
+    EmbeddedAssignments,
+    KafkaAssignments,
+    hand_raiser,
+    until_still,
+)
 from bench.routing import make_room, publish_all, qualified_record, saturated_rate, scored_bus
 
 INGEST_SOURCE = "/baton/lead-ingest"
@@ -155,15 +163,7 @@ async def _applied(baton: Baton) -> dict[str, int]:
 
 async def applied_settle(baton: Baton, *, quiet_seconds: float = 1.0, wait_seconds: float = 30) -> bool:
     """Waits until metrics applies nothing more, ``lead.scored`` included, which its totals do not show."""
-    deadline = time.perf_counter() + wait_seconds
-    last = await _applied(baton)
-    while time.perf_counter() < deadline:
-        await asyncio.sleep(quiet_seconds)
-        now = await _applied(baton)
-        if now == last:
-            return True
-        last = now
-    return False
+    return await until_still(partial(_applied, baton), quiet_seconds=quiet_seconds, wait_seconds=wait_seconds)
 
 
 async def metrics_rate(bus: Bus, baton: Baton, *, tag: str, leads: int, wait_seconds: float) -> dict[str, Any]:

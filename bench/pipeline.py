@@ -10,7 +10,7 @@ import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -603,17 +603,22 @@ async def _counted_assigned(baton: Baton, assigned: int, *, wait_seconds: float)
     return True
 
 
-async def settle(baton: Baton, *, quiet_seconds: float = 1.0, wait_seconds: float = 30) -> bool:
-    """Waits until metrics' totals stop moving, so that the next phase's counts are its own."""
+async def until_still(read: Callable[[], Awaitable[object]], *, quiet_seconds: float, wait_seconds: float) -> bool:
+    """Waits until ``read`` gives the same twice ``quiet_seconds`` apart; False if it still moves at the deadline."""
     deadline = time.perf_counter() + wait_seconds
-    last = await baton.totals()
+    last = await read()
     while time.perf_counter() < deadline:
         await asyncio.sleep(quiet_seconds)
-        now = await baton.totals()
+        now = await read()
         if now == last:
             return True
         last = now
     return False
+
+
+async def settle(baton: Baton, *, quiet_seconds: float = 1.0, wait_seconds: float = 30) -> bool:
+    """Waits until metrics' totals stop moving, so that the next phase's counts are its own."""
+    return await until_still(baton.totals, quiet_seconds=quiet_seconds, wait_seconds=wait_seconds)
 
 
 async def wait_until_counted(baton: Baton, received: int, *, wait_seconds: float) -> bool:
