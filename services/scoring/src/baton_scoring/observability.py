@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db import after_commit
-
-logger = logging.getLogger(__name__)
 
 LEADS_SCORED = Counter(
     "baton_scoring_leads_scored_total",

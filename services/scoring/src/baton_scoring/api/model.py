@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from baton.errors import Conflict, NotFound, Unprocessable
 from baton.web import AdminDep, NowDep, SessionDep
 from baton_scoring import accounts
-from baton_scoring.model import InvalidModel, parse_model, stored_model
+from baton_scoring.model import InvalidModel, ScoringModel, parse_model, stored_model
 from baton_scoring.models import ModelVersion
 from baton_scoring.schemas import ModelOut, ModelVersionOut
 
@@ -42,13 +42,18 @@ async def get_model(session: SessionDep, _: AdminDep) -> ModelOut:
     return _out(newest)
 
 
+def proposed_model(definition: dict[str, Any]) -> ScoringModel:
+    """A model sent to be put in force or simulated; one that cannot be used answers 422, naming the rule."""
+    try:
+        return parse_model(definition)
+    except InvalidModel as invalid:
+        raise Unprocessable(f"the scoring model is not valid: {invalid}", errors=invalid.errors) from None
+
+
 @router.put("")
 async def put_model(definition: ModelBody, session: SessionDep, now: NowDep, _: AdminDep) -> ModelOut:
     """Puts a new model in force as the next version; a model that cannot be used is refused, naming the rule."""
-    try:
-        model = parse_model(definition)
-    except InvalidModel as invalid:
-        raise Unprocessable(f"the scoring model is not valid: {invalid}", errors=invalid.errors) from None
+    model = proposed_model(definition)
     async with session.begin():
         newest = await session.scalar(select(ModelVersion).order_by(ModelVersion.version.desc()).limit(1))
         row = ModelVersion(

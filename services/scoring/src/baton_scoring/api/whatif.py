@@ -10,11 +10,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from baton.errors import Unprocessable
 from baton.web import AdminDep, NowDep, RuntimeDep, SessionDep
+from baton_scoring.api.model import proposed_model
 from baton_scoring.calibration import DEFAULT_MIN_DECISIONS, SalesOutcome, suggest_threshold, tally
 from baton_scoring.consumers import current_model, engagement_events
-from baton_scoring.model import InvalidModel, parse_model
 from baton_scoring.models import LeadScore, MqlOutcome
 from baton_scoring.schemas import CalibrationOut, CalibrationRowOut, SimulationGroupOut, SimulationOut, SuggestionOut
 from baton_scoring.settings import ScoringSettings
@@ -44,10 +43,7 @@ def _simulated(row: Any) -> SimulatedLead:
 @router.post("/model:simulate")
 async def simulate_model(request: SimulationRequest, session: SessionDep, now: NowDep, _: AdminDep) -> SimulationOut:
     """What a proposed model would change for the leads of the last N days, per source and campaign; changes nothing."""
-    try:
-        proposed = parse_model(request.model)
-    except InvalidModel as invalid:
-        raise Unprocessable(f"the scoring model is not valid: {invalid}", errors=invalid.errors) from None
+    proposed = proposed_model(request.model)
     since = now - timedelta(days=request.days)
     columns = (
         LeadScore.lead_id,
