@@ -185,6 +185,17 @@ def _bearer(system: RunningSystem) -> str:
     return system.token("admin")["Authorization"].removeprefix("Bearer ")
 
 
+async def _attempt(transport: str, what: str, measure: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """What ``measure`` found, or ``{"error": ...}`` when it failed (said on stderr with its traceback), so that one
+    phase's failure is reported in its own row and the others still run."""
+    try:
+        return await measure()
+    except Exception as exc:
+        say(f"[{transport}] {what} failed: {exc!r}")
+        traceback.print_exc(file=sys.stderr)
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
 async def _measure_system(
     system: RunningSystem, watcher: AssignmentWatcher, plan: Plan, transport: str, ceiling_per_second: float | None
 ) -> dict[str, Any]:
@@ -235,8 +246,11 @@ async def _measure_system(
             measured["event_to_kpi"] = await event_to_kpi(baton, watcher, tag=tag + "k", leads=plan.kpi_leads)
             await settle(baton, wait_seconds=plan.settle_timeout)
             say(f"[{transport}] handoff alone: {plan.routing_leads} MQLs onto leads.scored, then half that rate")
-            try:
-                routing = await measure_routing(
+            routing = await _attempt(
+                transport,
+                "handoff alone",
+                partial(
+                    measure_routing,
                     baton,
                     watcher,
                     system.env,
@@ -244,11 +258,10 @@ async def _measure_system(
                     leads=plan.routing_leads,
                     latency_seconds=plan.routing_seconds,
                     wait_seconds=plan.routing_timeout,
-                )
-            except Exception as exc:
-                say(f"[{transport}] handoff alone failed: {exc!r}")
-                traceback.print_exc(file=sys.stderr)
-                routing = {"routed": {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}}
+                ),
+            )
+            if "error" in routing:
+                routing = {"routed": routing}
             measured.update(routing)
             routed = routing["routed"].get("leads_per_second") or 0.0
             say(f"[{transport}] handoff alone: {routed:.1f} routed leads/s")
@@ -264,14 +277,15 @@ async def _measure_system(
         caught_up = await wait_until_counted(baton, taken, wait_seconds=plan.intake_drain_timeout)
         measured["intake_single"]["pipeline_caught_up_before_webhook"] = caught_up
         say(f"[{transport}] intake: wrk {WEBHOOK_PATH}, signed deliveries for {plan.wrk_seconds:g} s")
-        try:
-            webhook = await signed_intake(
-                baton, tag=tag + "w", seconds=plan.wrk_seconds, ceiling_per_second=ceiling_per_second
-            )
-        except Exception as exc:
-            say(f"[{transport}] signed webhook intake failed: {exc!r}")
-            traceback.print_exc(file=sys.stderr)
-            webhook = {"available": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        webhook = await _attempt(
+            transport,
+            "signed webhook intake",
+            partial(
+                signed_intake, baton, tag=tag + "w", seconds=plan.wrk_seconds, ceiling_per_second=ceiling_per_second
+            ),
+        )
+        if "error" in webhook:
+            webhook = {"available": False, **webhook}
         measured["intake_webhook"] = webhook
         taken += webhook.get("ok") or 0
         if batch:
@@ -302,14 +316,8 @@ async def _measure_alone(
     async def guarded(key: str, what: str, measure: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         await settle(baton, wait_seconds=plan.settle_timeout)
         say(f"[{transport}] {what}")
-        try:
-            found = await measure()
-        except Exception as exc:
-            say(f"[{transport}] {what} failed: {exc!r}")
-            traceback.print_exc(file=sys.stderr)
-            found = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-        measured[key] = found
-        return found
+        measured[key] = await _attempt(transport, what, measure)
+        return measured[key]
 
     scored = await guarded(
         "scored",
