@@ -307,39 +307,47 @@ def _sustained_note(measured: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _routed_note(measured: Mapping[str, Any]) -> str:
+def _saturated_note(measured: Mapping[str, Any], *, published: str, seen: str, missing: str) -> str:
+    """A saturated phase's note: how long publishing its leads took, by when the last was seen, and any never seen."""
     if measured.get("error"):
         return f"ERROR: {measured['error']}"
-    published = measured["publish_seconds"] * 1000 if measured.get("publish_seconds") is not None else None
     parts = [
-        f"{measured.get('leads', 0)} MQLs published onto leads.scored in {_fmt(published, 'ms')}, "
-        f"assigned over {measured.get('reps', '?')} reps by {_fmt(measured.get('elapsed_seconds'), 's')}"
+        f"{measured.get('leads', 0)} {published} in {_fmt(_publish_ms(measured), 'ms')}, "
+        f"{seen} by {_fmt(measured.get('elapsed_seconds'), 's')}"
     ]
     if measured.get("missing"):
-        parts.append(f"ERRORS: {measured['missing']} of {measured.get('leads')} not seen assigned before the timeout")
+        parts.append(f"ERRORS: {measured['missing']} of {measured.get('leads')} not seen {missing} before the timeout")
     return "; ".join(parts)
+
+
+def _publish_ms(measured: Mapping[str, Any]) -> float | None:
+    return measured["publish_seconds"] * 1000 if measured.get("publish_seconds") is not None else None
+
+
+def _routed_note(measured: Mapping[str, Any]) -> str:
+    return _saturated_note(
+        measured,
+        published="MQLs published onto leads.scored",
+        seen=f"assigned over {measured.get('reps', '?')} reps",
+        missing="assigned",
+    )
 
 
 def _scored_note(measured: Mapping[str, Any]) -> str:
-    if measured.get("error"):
-        return f"ERROR: {measured['error']}"
-    published = measured["publish_seconds"] * 1000 if measured.get("publish_seconds") is not None else None
-    parts = [
-        f"{measured.get('leads', 0)} nurture leads published onto leads.ingested in {_fmt(published, 'ms')}, "
-        f"lead.scored seen for the last by {_fmt(measured.get('elapsed_seconds'), 's')}"
-    ]
-    if measured.get("missing"):
-        parts.append(f"ERRORS: {measured['missing']} of {measured.get('leads')} not seen scored before the timeout")
-    return "; ".join(parts)
+    return _saturated_note(
+        measured,
+        published="nurture leads published onto leads.ingested",
+        seen="lead.scored seen for the last",
+        missing="scored",
+    )
 
 
 def _applied_note(measured: Mapping[str, Any]) -> str:
     if measured.get("error"):
         return f"ERROR: {measured['error']}"
-    published = measured["publish_seconds"] * 1000 if measured.get("publish_seconds") is not None else None
     by_type = ", ".join(f"{count} {kind}" for kind, count in (measured.get("by_type") or {}).items())
     parts = [
-        f"{measured.get('published', 0)} events published in {_fmt(published, 'ms')}; "
+        f"{measured.get('published', 0)} events published in {_fmt(_publish_ms(measured), 'ms')}; "
         f"{measured.get('events', 0)} applied in {_fmt(measured.get('elapsed_seconds'), 's')}"
         + (f" ({by_type}: scoring's scores and handoff's routings included)" if by_type else ""),
         "read from metrics' baton_consumer_events_total",
