@@ -36,10 +36,11 @@ from baton_scoring.engine import (
     ScoreResult,
     account_domain,
     engagement_of,
+    meets_bar,
     qualifies,
     score,
 )
-from baton_scoring.model import GRADES, ScoringModel, stored_model
+from baton_scoring.model import ScoringModel, stored_model
 from baton_scoring.models import ErasedLead, LeadScore, ModelVersion, MqlOutcome, ScoreHistory
 
 logger = logging.getLogger(__name__)
@@ -119,11 +120,6 @@ def breakdown_rows(result: ScoreResult) -> list[dict[str, Any]]:
     ]
 
 
-def _meets_bar(model: ScoringModel, score_points: int, grade: str) -> bool:
-    ranks: dict[str, int] = {g: n for n, g in enumerate(GRADES)}
-    return score_points >= model.mql_threshold and ranks.get(grade, len(GRADES)) <= ranks[model.min_grade]
-
-
 def _qualification(
     model: ScoringModel,
     lead: LeadScore,
@@ -149,7 +145,7 @@ def _qualification(
     started = lead.cycle_started_at
     raised_again = any(a.type in model.hand_raisers and a.occurred_at >= started for a in activities)
     reason = qualifies(model, replace(result, hand_raised=raised_again))
-    if reason == "threshold" and before is not None and _meets_bar(model, *before):
+    if reason == "threshold" and before is not None and meets_bar(model, *before):
         return None
     return reason
 

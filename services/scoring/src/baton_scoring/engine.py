@@ -238,6 +238,11 @@ def qualifies(model: ScoringModel, result: ScoreResult) -> QualificationReason |
         return None
     if result.hand_raised:
         return "hand-raiser"
-    if result.score >= model.mql_threshold and GRADES.index(result.grade) <= GRADES.index(model.min_grade):
+    if meets_bar(model, result.score, result.grade):
         return "threshold"
     return None
+
+
+def meets_bar(model: ScoringModel, score_points: int, grade: str) -> bool:
+    """Whether a score reaches the MQL threshold at a grade of at least the model's minimum."""
+    return score_points >= model.mql_threshold and grade in GRADES[: GRADES.index(model.min_grade) + 1]
