@@ -3,31 +3,30 @@
 The deliveries are signed here, before the run, into a pool that ``bench/leads.lua`` sends once each: wrk does not
 sign. wrk's LuaJIT has no HMAC, and a SHA-256 in Lua would run two hashes per request on the same two cores as the
 server being loaded, taking from the very figure it measures; sending a pre-signed line costs wrk less than building
-the single-POST phase's body. Python's ``hmac`` signs a pool that not even the bare FastAPI endpoint could drain in the
-run within a second or two, before wrk starts, and a run lasts seconds, well inside the 5 minutes the server allows a
-``webhook-timestamp``. A thread that still runs out stops and the run shows errors (``WrkResult.exhausted``), never
-retried deliveries passed off as new leads.
+the single-POST phase's body. ``standardwebhooks``, the library lead-ingest verifies with, signs a pool that not even
+the bare FastAPI endpoint could drain in the run within a second or two, before wrk starts, and a run lasts seconds,
+well inside the 5 minutes the server allows a ``webhook-timestamp``. A thread that still runs out stops and the run
+shows errors (``WrkResult.exhausted``), never retried deliveries passed off as new leads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import math
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from standardwebhooks.webhooks import Webhook
 
 from bench.intake import intake_figures
 from bench.pipeline import Baton
 from bench.wrk import run_wrk
 
 WEBHOOK_PATH = "/v1/sources/{source}/leads"
-SECRET_PREFIX = "whsec_"
 POOL_HEADROOM = 1.5
 """How many times the deliveries the bare FastAPI endpoint could take in the run each thread is given."""
 FALLBACK_CEILING = 20_000.0
@@ -58,13 +57,6 @@ def webhook_lead(tag: str, thread: int, n: int) -> dict[str, Any]:
     }
 
 
-def signature(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
-    """The ``webhook-signature`` a source signs with: ``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``."""
-    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
-    digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode("ascii")
-
-
 def pool_size(*, ceiling_per_second: float | None, seconds: float, threads: int, connections: int) -> int:
     """Deliveries per wrk thread: more than the ceiling rate could take over the run (wrk runs whole seconds)."""
     rate = ceiling_per_second if ceiling_per_second and ceiling_per_second > 0 else FALLBACK_CEILING
@@ -86,6 +78,8 @@ def write_pool(prefix: Path, *, secret: str, tag: str, per_thread: int, threads:
     Returns:
         The files written.
     """
+    signer = Webhook(secret)
+    stamped_at = datetime.fromtimestamp(int(now), UTC)
     timestamp = str(int(now))
     written = []
     for thread in range(1, threads + 1):
@@ -94,7 +88,7 @@ def write_pool(prefix: Path, *, secret: str, tag: str, per_thread: int, threads:
             for n in range(1, per_thread + 1):
                 webhook_id = f"msg_{tag}_{thread}_{n}"
                 body = json.dumps(webhook_lead(tag, thread, n), separators=(",", ":"))
-                signed = signature(secret, webhook_id, timestamp, body.encode())
+                signed = signer.sign(webhook_id, stamped_at, body)
                 out.write(f"{webhook_id}\t{timestamp}\t{signed}\t{body}\n")
         written.append(path)
     return written
