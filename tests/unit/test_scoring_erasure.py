@@ -16,7 +16,6 @@ from baton.consumer import EventConsumer
 from baton.events import (
     LEADS_INGESTED,
     CloudEvent,
-    EventData,
     LeadActivity,
     LeadErased,
     LeadQualified,
@@ -28,6 +27,7 @@ from baton_scoring.consumers import HANDLERS
 from baton_scoring.models import ErasedLead, LeadScore, ScoreHistory
 from tests.unit.personal_data import GRACE, Person, lead_received, where_found
 from tests.unit.test_scoring_consumers import engine as engine  # noqa: F401 (a fixture)
+from tests.unit.test_scoring_consumers import records
 from tests.unit.test_scoring_consumers import sessions as sessions  # noqa: F401 (a fixture)
 
 ReadTopic = Callable[[EmbeddedLog, str], Awaitable[list[Record]]]
@@ -54,10 +54,6 @@ def scoring(sessions: async_sessionmaker[AsyncSession], embedded_log: EmbeddedLo
         retry_pause_seconds=0,
         clock=lambda: NOW,
     )
-
-
-def records(*events: EventData) -> list[Record]:
-    return [Record.from_event(CloudEvent.wrap(event, source="/baton/lead-ingest")) for event in events]
 
 
 def updated(lead_id: str) -> LeadUpdated:
