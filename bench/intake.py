@@ -31,7 +31,7 @@ def intake_figures(result: WrkResult, *, batch_size: int = 0) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "requests_per_second": result.ok / seconds,
         "latency_ms": dict(result.latency_ms),
-        "load_generator_cores": round(result.cpu_seconds / seconds, 3) if result.cpu_seconds is not None else None,
+        "load_generator_cores": result.load_generator_cores,
     }
     notes = []
     if result.exhausted:

@@ -104,9 +104,7 @@ def fastapi_limit(*, port: int, seconds: float, batch_size: int, workdir: Path) 
         "single_errors": single.errors,
         "batch_errors": batch.errors,
         "single_latency_ms": single.latency_ms,
-        "single_load_generator_cores": (
-            round(single.cpu_seconds / single.seconds, 3) if single.cpu_seconds is not None else None
-        ),
+        "single_load_generator_cores": single.load_generator_cores,
     }
 
 

@@ -56,6 +56,13 @@ class WrkResult:
         return self.non_2xx + sum(self.socket_errors.values())
 
     @property
+    def load_generator_cores(self) -> float | None:
+        """wrk's own CPU seconds per second of the run (3 decimals), when the script reported them."""
+        if self.cpu_seconds is None:
+            return None
+        return round(self.cpu_seconds / (self.seconds or 1.0), 3)
+
+    @property
     def ok(self) -> int:
         """Requests answered 2xx."""
         if self.statuses:
