@@ -186,17 +186,12 @@ async def metrics_rate(bus: Bus, baton: Baton, *, tag: str, leads: int, wait_sec
     started = time.perf_counter()
     publish_seconds = await publish_all(bus, records)
     deadline = started + wait_seconds
-    completed = False
-    gained: dict[str, int] = {}
-    finished = time.perf_counter()
     while True:
         now = await _applied(baton)
         finished = time.perf_counter()
         gained = {t: count - before.get(t, 0) for t, count in now.items() if count > before.get(t, 0)}
-        if all(gained.get(t, 0) >= leads for t in MIX):
-            completed = True
-            break
-        if finished > deadline:
+        completed = all(gained.get(t, 0) >= leads for t in MIX)
+        if completed or finished > deadline:
             break
         await asyncio.sleep(POLL_SECONDS)
     elapsed = finished - started
