@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from baton.web import MetricsReaderDep, SessionDep
-from baton_metrics.api.deps import callers_filter
+from baton_metrics.api.deps import AskedFilter, callers_filter
 from baton_metrics.domain import funnel_stages, kpi_report
 from baton_metrics.schemas import FunnelReport, GroupBy, KpiReport, PipelineReport
 from baton_metrics.service import counter_sums, kpi_report_between, pipeline_report
@@ -23,16 +23,13 @@ To = Annotated[date | None, Query(description="Last UTC day counted (inclusive).
 async def get_kpis(
     session: SessionDep,
     principal: MetricsReaderDep,
+    asked: AskedFilter,
     from_: From = None,
     to: To = None,
     group_by: GroupBy | None = None,
-    source: str | None = None,
-    campaign: str | None = None,
-    team: str | None = None,
-    rep_id: str | None = None,
 ) -> KpiReport:
     """KPI totals, conversion rates, SLA compliance, speed-to-lead, costs and targets between two UTC days."""
-    only = callers_filter(principal, source=source, campaign=campaign, team=team, rep_id=rep_id)
+    only = callers_filter(principal, asked)
     return await kpi_report_between(session, start=from_, end=to, group_by=group_by, only=only)
 
 
@@ -40,15 +37,12 @@ async def get_kpis(
 async def get_funnel(
     session: SessionDep,
     principal: MetricsReaderDep,
+    asked: AskedFilter,
     from_: From = None,
     to: To = None,
-    source: str | None = None,
-    campaign: str | None = None,
-    team: str | None = None,
-    rep_id: str | None = None,
 ) -> FunnelReport:
     """The funnel from received to won between two UTC days, with rejections, recycles and losses."""
-    only = callers_filter(principal, source=source, campaign=campaign, team=team, rep_id=rep_id)
+    only = callers_filter(principal, asked)
     totals = kpi_report(
         await counter_sums(session, start=from_, end=to, only=only), start=from_, end=to, group_by=None
     ).totals

@@ -11,7 +11,7 @@ from baton.web import MetricsReaderDep, NowDep, SessionDep
 from baton_metrics.api.deps import callers_filter
 from baton_metrics.domain import kpi_day, rep_compliance, sla_state
 from baton_metrics.schemas import OpenSla, SlaBoard
-from baton_metrics.service import counter_sums, open_assignments
+from baton_metrics.service import KpiFilter, counter_sums, open_assignments
 
 router = APIRouter(prefix="/v1/sla", tags=["sla"])
 
@@ -30,7 +30,7 @@ async def get_live_sla(
     to: Annotated[date | None, Query(description="Last UTC day of the compliance; today by default.")] = None,
 ) -> SlaBoard:
     """Open assignments whose SLA is at risk or breached, with time left, and each rep's compliance (30 days)."""
-    only = callers_filter(principal, team=team, rep_id=rep_id)
+    only = callers_filter(principal, KpiFilter(team=team, rep_id=rep_id))
     end = to or kpi_day(now)
     start = from_ or end - timedelta(days=COMPLIANCE_DAYS - 1)
     board: dict[str, list[OpenSla]] = {"at_risk": [], "breached": []}

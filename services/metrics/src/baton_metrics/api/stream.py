@@ -17,13 +17,13 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from baton.auth import Principal
 from baton.runtime import ServiceRuntime
 from baton.web import require_scope, runtime_of
-from baton_metrics.api.deps import callers_filter
+from baton_metrics.api.deps import AskedFilter, callers_filter
 from baton_metrics.api.kpis import From, To, get_kpis
 from baton_metrics.api.sla import get_live_sla
 from baton_metrics.changes import ReadModelChanges
 from baton_metrics.domain import AT_RISK_SHARE, kpi_day
 from baton_metrics.schemas import GroupBy
-from baton_metrics.service import open_assignments
+from baton_metrics.service import KpiFilter, open_assignments
 
 logger = logging.getLogger(__name__)
 
@@ -62,32 +62,19 @@ class LiveView:
     start: date | None
     end: date | None
     group_by: GroupBy | None
-    source: str | None
-    campaign: str | None
-    team: str | None
-    rep_id: str | None
+    asked: KpiFilter
 
     async def kpis(self, session: AsyncSession, now: datetime) -> dict[str, Any]:
         """The same report as ``GET /v1/kpis``; today's when the stream named no range."""
         today = kpi_day(now)
         start, end = (today, today) if self.start is None and self.end is None else (self.start, self.end)
-        report = await get_kpis(
-            session,
-            self.principal,
-            from_=start,
-            to=end,
-            group_by=self.group_by,
-            source=self.source,
-            campaign=self.campaign,
-            team=self.team,
-            rep_id=self.rep_id,
-        )
+        report = await get_kpis(session, self.principal, self.asked, from_=start, to=end, group_by=self.group_by)
         return report.model_dump(mode="json", by_alias=True)
 
     async def sla(self, session: AsyncSession, now: datetime) -> tuple[dict[str, Any], datetime | None]:
         """The same board as ``GET /v1/sla/live``, and when an open assignment next becomes at risk or breached."""
-        board = await get_live_sla(session, self.principal, now, team=self.team, rep_id=self.rep_id)
-        only = callers_filter(self.principal, team=self.team, rep_id=self.rep_id)
+        board = await get_live_sla(session, self.principal, now, team=self.asked.team, rep_id=self.asked.rep_id)
+        only = callers_filter(self.principal, KpiFilter(team=self.asked.team, rep_id=self.asked.rep_id))
         moments: list[datetime] = []
         for clock in await open_assignments(session, only=only):
             due_at = clock.accept_due_at if clock.accepted_at is None else clock.touch_due_at
@@ -151,14 +138,11 @@ async def _live_events(
 )
 async def stream(
     request: Request,
+    asked: AskedFilter,  # before the caller's token: ?access_token= stays the last query parameter listed
     principal: Annotated[Principal, Depends(stream_reader)],
     from_: From = None,
     to: To = None,
     group_by: GroupBy | None = None,
-    source: str | None = None,
-    campaign: str | None = None,
-    team: str | None = None,
-    rep_id: str | None = None,
 ) -> EventSourceResponse:
     """Server-sent events: ``kpis`` (as ``GET /v1/kpis``, today's by default) whenever the totals change,
     ``sla`` (as ``GET /v1/sla/live``) whenever the live board does; both at once on connecting.
@@ -166,16 +150,7 @@ async def stream(
     EventSource cannot send an Authorization header, so this route also takes the token as
     ``?access_token=``. A rep token sees only its own rows, a team-lead token its team's.
     """
-    view = LiveView(
-        principal=principal,
-        start=from_,
-        end=to,
-        group_by=group_by,
-        source=source,
-        campaign=campaign,
-        team=team,
-        rep_id=rep_id,
-    )
+    view = LiveView(principal=principal, start=from_, end=to, group_by=group_by, asked=asked)
     runtime = runtime_of(request)
     # Read before the stream starts, so that a filter the caller may not use answers 403, not an empty stream;
     # in a session of its own, so that no database connection stays open for as long as the stream.

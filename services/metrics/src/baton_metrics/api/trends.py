@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from baton.errors import BatonError
 from baton.web import MetricsReaderDep, NowDep, SessionDep
-from baton_metrics.api.deps import callers_filter
+from baton_metrics.api.deps import AskedFilter, callers_filter
 from baton_metrics.api.kpis import From, To
 from baton_metrics.domain import SPEED_TO_LEAD, add_to_totals, duration_summary, kpi_day, sla_compliance
 from baton_metrics.models import DurationBucket
@@ -63,15 +63,12 @@ async def get_trends(
     session: SessionDep,
     principal: MetricsReaderDep,
     now: NowDep,
+    asked: AskedFilter,
     from_: From = None,
     to: To = None,
-    source: str | None = None,
-    campaign: str | None = None,
-    team: str | None = None,
-    rep_id: str | None = None,
 ) -> Trends:
     """MQLs, SLA compliance and p50 speed-to-lead per UTC day (the last 14 days by default, at most 366)."""
-    only = callers_filter(principal, source=source, campaign=campaign, team=team, rep_id=rep_id)
+    only = callers_filter(principal, asked)
     if to is not None:
         end = to
     elif from_ is not None:
