@@ -26,7 +26,7 @@ from baton.auth import issue_token
 from baton.bus import make_bus
 from baton.consumer import Incoming, begin_batch
 from baton.db import create_engine
-from baton.events import LEADS_HANDOFF, CloudEvent, LeadAssigned, LeadQualified, LeadStatusChanged, new_id
+from baton.events import LEADS_HANDOFF, CloudEvent, EventData, LeadAssigned, LeadQualified, LeadStatusChanged, new_id
 from baton.outbox import OutboxEntry, decode_record
 from baton.runtime import ServiceRuntime
 from baton_handoff.app import create_app
@@ -68,11 +68,15 @@ class Handoff:
 
     async def route(self, *leads: LeadQualified, at: datetime = ROUTED_AT) -> None:
         """Applies lead.qualified events one after another in one transaction, as the consumer applies a batch."""
-        handler = self.runtime.spec.consumers["handoff"][LeadQualified.event_type]
+        await self.consume(*leads, source="/baton/scoring", at=at)
+
+    async def consume(self, *events: EventData, source: str, at: datetime) -> None:
+        """Applies events one after another in one transaction, as the handoff consumer applies a batch."""
+        table = self.runtime.spec.consumers["handoff"]
         async with self.runtime.sessions() as session, session.begin():
-            begin_batch(session, (lead.lead_id for lead in leads))
-            for lead in leads:
-                await handler(Incoming(id=new_id(), source="/baton/scoring", time=at, data=lead, now=at), session)
+            begin_batch(session, (data.lead_id for data in events))
+            for data in events:
+                await table[data.event_type](Incoming(id=new_id(), source=source, time=at, data=data, now=at), session)
 
     async def assignments(self, **params: str) -> list[dict[str, Any]]:
         """Every assignment the admin sees with these filters, across pages."""

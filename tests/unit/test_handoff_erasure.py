@@ -15,7 +15,7 @@ from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import func, select
 
 from baton.bus import Record
-from baton.consumer import EventConsumer, Incoming, begin_batch
+from baton.consumer import EventConsumer
 from baton.events import CloudEvent, LeadErased, LeadQualified, LeadStatusChanged, new_id
 from baton_handoff.models import Assignment, ErasedLead
 from baton_handoff.settings import HandoffSettings
@@ -73,12 +73,7 @@ def qualified(person: Person, lead_id: str) -> LeadQualified:
 
 async def erase(handoff: Handoff, *lead_ids: str, at: datetime = NOW) -> None:
     """Applies lead.erased events one after another in one transaction, as the consumer applies a batch."""
-    handler = handoff.runtime.spec.consumers["handoff"][LeadErased.event_type]
-    async with handoff.runtime.sessions() as session, session.begin():
-        begin_batch(session, lead_ids)
-        for lead_id in lead_ids:
-            data = LeadErased(lead_id=lead_id)
-            await handler(Incoming(id=new_id(), source="/baton/lead-ingest", time=at, data=data, now=at), session)
+    await handoff.consume(*(LeadErased(lead_id=lead_id) for lead_id in lead_ids), source="/baton/lead-ingest", at=at)
 
 
 async def rows_of(handoff: Handoff, lead_id: str) -> list[tuple[str | None, str, str | None]]:
@@ -242,14 +237,8 @@ async def test_a_lead_qualified_after_its_erasure_is_not_routed(
 async def test_an_erasure_and_a_qualification_in_one_batch_leave_the_lead_unrouted(handoff: Handoff) -> None:
     await handoff.add_reps(ANA)
     erased = LeadErased(lead_id=GRACE_ID)
-    handlers = handoff.runtime.spec.consumers["handoff"]
 
-    async with handoff.runtime.sessions() as session, session.begin():
-        begin_batch(session, [ADA_ID, GRACE_ID, GRACE_ID])
-        for data in (qualified(ADA, ADA_ID), erased, qualified(GRACE, GRACE_ID)):
-            await handlers[data.event_type](
-                Incoming(id=new_id(), source="/test", time=NOW, data=data, now=NOW), session
-            )
+    await handoff.consume(qualified(ADA, ADA_ID), erased, qualified(GRACE, GRACE_ID), source="/test", at=NOW)
 
     assert await rows_of(handoff, GRACE_ID) == []
     assert await rows_of(handoff, ADA_ID) == [("rep-ana", "assigned", None)]
