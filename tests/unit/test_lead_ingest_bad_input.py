@@ -15,7 +15,6 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,11 +23,12 @@ import pytest
 from sqlalchemy import select, text
 
 from baton_lead_ingest.models import IdempotentAnswer, QuarantinedPayload
-from baton_lead_ingest.settings import IngestSettings
 from tests.unit.conftest import assert_problem
-from tests.unit.test_lead_ingest_api import RECEIVED, UPDATED, Ingest, running
+from tests.unit.test_lead_ingest_api import RECEIVED, UPDATED, Ingest
 from tests.unit.test_lead_ingest_api import held_relay as held_relay  # noqa: F401 (a fixture)
 from tests.unit.test_lead_ingest_webhooks import NOW, create_source, signed
+from tests.unit.test_lead_ingest_webhooks import clock as clock  # noqa: F401 (a fixture)
+from tests.unit.test_lead_ingest_webhooks import ingest as ingest  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.usefixtures("held_relay")
 
@@ -136,13 +136,6 @@ class Intake:
         if self.name == "form":
             return urlencode(lead, doseq=True).encode()
         return json.dumps({"leads": [lead]} if self.name == "batch" else lead).encode()
-
-
-@pytest.fixture
-async def ingest(tmp_path: Path) -> AsyncIterator[Ingest]:
-    async with running(IngestSettings(data_dir=tmp_path)) as service:
-        service.app.state.runtime.clock = lambda: NOW
-        yield service
 
 
 async def intake_for(ingest: Ingest, name: str) -> Intake:
