@@ -309,11 +309,16 @@ def sla_met(reported_at: datetime, due_at: datetime) -> bool:
     return reported_at <= due_at
 
 
+def at_risk_from(*, started_at: datetime, due_at: datetime) -> datetime:
+    """When an SLA becomes at risk: once ``AT_RISK_SHARE`` of the time from its start to its deadline has gone."""
+    return started_at + (due_at - started_at) * AT_RISK_SHARE
+
+
 def sla_state(*, started_at: datetime, due_at: datetime, now: datetime) -> SlaState:
     """``breached`` past the deadline, ``at_risk`` from 80% of the way to it, else ``on_track``."""
     if now > due_at:
         return "breached"
-    if now >= started_at + (due_at - started_at) * AT_RISK_SHARE:
+    if now >= at_risk_from(started_at=started_at, due_at=due_at):
         return "at_risk"
     return "on_track"
 

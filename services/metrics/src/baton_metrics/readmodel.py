@@ -45,6 +45,7 @@ from baton_metrics.domain import (
     sample,
     sla_met,
 )
+from baton_metrics.schemas import SlaName
 
 CLOSING_STATUSES = frozenset({"rejected", "lost", "qualified", "won"})
 """Statuses after which an assignment has no SLA left to run (``contacted`` closes it too, by meeting the last)."""
@@ -64,6 +65,10 @@ class OpenAssignment:
     accept_due_at: datetime
     touch_due_at: datetime
     accepted_at: datetime | None = None
+
+    def running_sla(self) -> tuple[SlaName, datetime]:
+        """The SLA still running (accept until the rep accepts, then touch) and its deadline."""
+        return ("accept", self.accept_due_at) if self.accepted_at is None else ("touch", self.touch_due_at)
 
 
 @dataclass

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.web import MetricsReaderDep, NowDep, SessionDep
 from baton_metrics.api.deps import callers_filter
 from baton_metrics.domain import kpi_day, rep_compliance, sla_state
+from baton_metrics.readmodel import OpenAssignment
 from baton_metrics.schemas import OpenSla, SlaBoard
 from baton_metrics.service import KpiFilter, counter_sums, open_assignments
 
@@ -31,12 +33,20 @@ async def get_live_sla(
 ) -> SlaBoard:
     """Open assignments whose SLA is at risk or breached, with time left, and each rep's compliance (30 days)."""
     only = callers_filter(principal, KpiFilter(team=team, rep_id=rep_id))
-    end = to or kpi_day(now)
-    start = from_ or end - timedelta(days=COMPLIANCE_DAYS - 1)
+    board, _ = await live_sla_board(session, only, now, start=from_, end=to)
+    return board
+
+
+async def live_sla_board(
+    session: AsyncSession, only: KpiFilter, now: datetime, *, start: date | None = None, end: date | None = None
+) -> tuple[SlaBoard, list[OpenAssignment]]:
+    """The board of ``GET /v1/sla/live`` for a filter already held to its caller, and the open assignments it shows."""
+    end = end or kpi_day(now)
+    start = start or end - timedelta(days=COMPLIANCE_DAYS - 1)
     board: dict[str, list[OpenSla]] = {"at_risk": [], "breached": []}
     clocks = await open_assignments(session, only=only)
     for clock in clocks:
-        sla, due_at = ("accept", clock.accept_due_at) if clock.accepted_at is None else ("touch", clock.touch_due_at)
+        sla, due_at = clock.running_sla()
         state = sla_state(started_at=clock.assigned_at, due_at=due_at, now=now)
         if state == "on_track":
             continue
@@ -54,7 +64,7 @@ async def get_live_sla(
             )
         )
     sums = await counter_sums(session, start=start, end=end, only=only, group_by="rep_id", kpis=SLA_KPIS)
-    return SlaBoard(
+    live_board = SlaBoard(
         now=now,
         open_assignments=len(clocks),
         at_risk=sorted(board["at_risk"], key=lambda row: row.due_at),
@@ -63,3 +73,4 @@ async def get_live_sla(
         to=end,
         reps=rep_compliance(sums),
     )
+    return live_board, clocks

@@ -19,11 +19,11 @@ from baton.runtime import ServiceRuntime
 from baton.web import require_scope, runtime_of
 from baton_metrics.api.deps import AskedFilter, callers_filter
 from baton_metrics.api.kpis import From, To, get_kpis
-from baton_metrics.api.sla import get_live_sla
+from baton_metrics.api.sla import live_sla_board
 from baton_metrics.changes import ReadModelChanges
-from baton_metrics.domain import AT_RISK_SHARE, kpi_day
+from baton_metrics.domain import at_risk_from, kpi_day
 from baton_metrics.schemas import GroupBy
-from baton_metrics.service import KpiFilter, open_assignments
+from baton_metrics.service import KpiFilter
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +73,12 @@ class LiveView:
 
     async def sla(self, session: AsyncSession, now: datetime) -> tuple[dict[str, Any], datetime | None]:
         """The same board as ``GET /v1/sla/live``, and when an open assignment next becomes at risk or breached."""
-        board = await get_live_sla(session, self.principal, now, team=self.asked.team, rep_id=self.asked.rep_id)
         only = callers_filter(self.principal, KpiFilter(team=self.asked.team, rep_id=self.asked.rep_id))
+        board, clocks = await live_sla_board(session, only, now)
         moments: list[datetime] = []
-        for clock in await open_assignments(session, only=only):
-            due_at = clock.accept_due_at if clock.accepted_at is None else clock.touch_due_at
-            at_risk_at = clock.assigned_at + (due_at - clock.assigned_at) * AT_RISK_SHARE
+        for clock in clocks:
+            _, due_at = clock.running_sla()
+            at_risk_at = at_risk_from(started_at=clock.assigned_at, due_at=due_at)
             moments += [moment for moment in (at_risk_at, due_at + _PAST_DEADLINE) if moment > now]
         return board.model_dump(mode="json", by_alias=True), min(moments, default=None)
 
