@@ -19,14 +19,11 @@ from tests.conftest import KAFKA_BOOTSTRAP
 from tests.unit.test_metrics_read_model import NOW
 from tests.unit.test_metrics_rebuild import (
     LiveMetrics,
-    caught_up_under_the_lock,
-    control_read_model,
+    check_events_arriving_during_the_rebuild_are_counted_once,
     delivered_twice,
     distinct_events,
-    many_leads,
     per_topic,
     read_model_rows,
-    rebuild_while_events_arrive,
 )
 
 pytestmark = pytest.mark.integration
@@ -84,18 +81,6 @@ async def test_rebuild_on_kafka_and_postgresql_equals_live_and_repairs_rows_dama
 async def test_events_arriving_on_kafka_during_the_rebuild_are_counted_once(
     live: LiveMetrics, tmp_path: Path, fresh_database: Callable[[str], Awaitable[str]]
 ) -> None:
-    await live.publish(delivered_twice())
-    await live.applied_everything()
-    first_arrivals = many_leads(100, 10) + live.published[:5]
-    second_arrivals = many_leads(200, 10)
-
-    report = await rebuild_while_events_arrive(live, live.bus, first_arrivals, second_arrivals)
-    await live.applied_everything()
-
-    assert report.caught_up == caught_up_under_the_lock(first_arrivals, second_arrivals)
-    control = await control_read_model(tmp_path / "control", live.published, url=await fresh_database("control"))
-    try:
-        assert await read_model_rows(live.engine) == await read_model_rows(control)
-    finally:
-        await control.dispose()
-    assert (await live.reports())["kpis"]["totals"]["received"] == 4 + 40 + 10 + 10
+    await check_events_arriving_during_the_rebuild_are_counted_once(
+        live, tmp_path / "control", control_url=await fresh_database("control")
+    )

@@ -264,11 +264,12 @@ def caught_up_under_the_lock(first_arrivals: Sequence[Record], second_arrivals: 
     return first[LEADS_INGESTED] + second[LEADS_SCORED] + second[LEADS_HANDOFF]
 
 
-async def test_events_arriving_during_the_rebuild_are_counted_once_whether_live_applied_them_first_or_not(
-    live: LiveMetrics, tmp_path: Path
+async def check_events_arriving_during_the_rebuild_are_counted_once(
+    live: LiveMetrics, control_path: Path, *, control_url: str | None = None
 ) -> None:
     """Leads 100–109 (and a redelivery of earlier events) arrive after the first read and live applies them before
-    the lock; leads 200–209 arrive after the second read, under the lock, so live applies them after the swap."""
+    the lock; leads 200–209 arrive after the second read, under the lock, so live applies them after the swap.
+    The read model then equals a control one (at ``control_path``, or ``control_url``) that applied the log once."""
     await live.publish(delivered_twice())
     await live.applied_everything()
     first_arrivals = many_leads(100, 10) + live.published[:5]
@@ -278,13 +279,19 @@ async def test_events_arriving_during_the_rebuild_are_counted_once_whether_live_
     await live.applied_everything()
 
     assert report.caught_up == caught_up_under_the_lock(first_arrivals, second_arrivals)
-    control = await control_read_model(tmp_path / "control.db", live.published)
+    control = await control_read_model(control_path, live.published, url=control_url)
     try:
         assert await read_model_rows(live.engine) == await read_model_rows(control)
     finally:
         await control.dispose()
     totals = (await live.reports())["kpis"]["totals"]
     assert totals["received"] == 4 + 40 + 10 + 10
+
+
+async def test_events_arriving_during_the_rebuild_are_counted_once_whether_live_applied_them_first_or_not(
+    live: LiveMetrics, tmp_path: Path
+) -> None:
+    await check_events_arriving_during_the_rebuild_are_counted_once(live, tmp_path / "control.db")
 
 
 async def test_baton_metrics_rebuild_prints_what_it_replayed_and_exits_0(
