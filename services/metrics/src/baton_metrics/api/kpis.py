@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 
 from baton.web import MetricsReaderDep, SessionDep
 from baton_metrics.api.deps import AskedFilter, callers_filter
-from baton_metrics.domain import funnel_stages, kpi_report
-from baton_metrics.schemas import FunnelReport, GroupBy, KpiReport, PipelineReport
+from baton_metrics.domain import add_to_totals, funnel_stages
+from baton_metrics.schemas import FunnelReport, GroupBy, KpiReport, KpiTotals, PipelineReport
 from baton_metrics.service import counter_sums, kpi_report_between, pipeline_report
 
 router = APIRouter(prefix="/v1", tags=["kpis"])
@@ -43,9 +43,9 @@ async def get_funnel(
 ) -> FunnelReport:
     """The funnel from received to won between two UTC days, with rejections, recycles and losses."""
     only = callers_filter(principal, asked)
-    totals = kpi_report(
-        await counter_sums(session, start=from_, end=to, only=only), start=from_, end=to, group_by=None
-    ).totals
+    totals = KpiTotals()
+    for counted in await counter_sums(session, start=from_, end=to, only=only):
+        add_to_totals(totals, counted)
     return FunnelReport(
         from_=from_,
         to=to,
