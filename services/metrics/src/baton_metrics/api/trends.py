@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from baton.errors import BatonError
+from baton.errors import Unprocessable
 from baton.web import MetricsReaderDep, NowDep, SessionDep
 from baton_metrics.api.deps import AskedFilter, callers_filter
 from baton_metrics.api.kpis import From, To
@@ -30,13 +30,6 @@ TREND_KPIS = (
     "touch_sla_met",
     "touch_sla_breached",
 )
-
-
-class BadRange(BatonError):
-    """A range of days that ends before it starts or is too long to chart."""
-
-    status = 422
-    title = "Unprocessable content"
 
 
 class DayTrend(BaseModel):
@@ -77,7 +70,7 @@ async def get_trends(
         end = kpi_day(now)
     start = from_ or end - timedelta(days=DEFAULT_DAYS - 1)
     if end < start or (end - start).days >= MAX_DAYS:
-        raise BadRange(f"from must be on or before to, and the range at most {MAX_DAYS} days")
+        raise Unprocessable(f"from must be on or before to, and the range at most {MAX_DAYS} days")
     totals: defaultdict[str, KpiTotals] = defaultdict(KpiTotals)
     for counted in await counter_sums(session, start=start, end=end, only=only, group_by="day", kpis=TREND_KPIS):
         add_to_totals(totals[str(counted.key)], counted)
