@@ -25,7 +25,7 @@ from baton.events import (
 from baton.outbox import OutboxEntry
 from baton_scoring.consumers import HANDLERS
 from baton_scoring.models import ErasedLead, LeadScore, ScoreHistory
-from tests.unit.personal_data import GRACE, Person, lead_received, where_found
+from tests.unit.personal_data import ADA, GRACE, lead_received, where_found
 from tests.unit.test_scoring_consumers import engine as engine  # noqa: F401 (a fixture)
 from tests.unit.test_scoring_consumers import records
 from tests.unit.test_scoring_consumers import sessions as sessions  # noqa: F401 (a fixture)
@@ -34,13 +34,6 @@ ReadTopic = Callable[[EmbeddedLog, str], Awaitable[list[Record]]]
 NOW = datetime(2024, 5, 2, 9, 0, tzinfo=UTC)
 # Lead ids are opaque: they name nobody, and stay after an erasure.
 GRACE_ID, ADA_ID, NOBODY_ID = (f"6d0c1a52-9f7e-4c1b-8a55-00000000000{n}" for n in range(3))
-ADA = Person(
-    email="ada.lovelace@engines.example",
-    first_name="Ada",
-    last_name="Lovelace",
-    phone="+44 20 7946 0018",
-    title="VP Engineering",
-)
 
 
 @pytest.fixture
